@@ -1,0 +1,195 @@
+"""Extrapolation of named parameter shards along the training direction, in place, without all-gather.
+
+Notation (per selected parameter, elementwise on the local shard of each rank)::
+
+    θ_anchor   fp32 copy kept between triggers (θ_0 at the start, later the last accepted point)
+    θ_t        the parameters right after the optimizer update of trigger step t (kept bit for bit)
+    d          = θ_t − θ_anchor                      (computed in fp32, never stored)
+    θ(α)       = θ_t + α·d                           (fp32 math, one cast back to the parameter dtype)
+
+Every candidate is computed afresh from (θ_t, θ_anchor), never from the previous candidate, and
+``restore`` writes θ_t back bitwise. ``commit(α)`` makes θ(α) the parameters and the new anchor.
+Memory held per rank: the fp32 anchor plus the θ_t snapshot, i.e. 2× the local shard for fp32
+parameters; transient memory is one parameter's worth.
+
+The tensors are whatever the caller passes: plain tensors or the local shards of FSDP2 DTensors
+(a DTensor is reduced to ``to_local()``, which aliases its storage). Resolve them freshly on every
+call (FSDP may re-point storage when it offloads); they are matched by name.
+
+Example::
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> ex = ShardedExtrapolation(selects=lambda name: True)
+    >>> ex.set_anchor([("w", w)])                     # θ_anchor = 0
+    >>> with torch.no_grad(): _ = w.add_(1.0)         # a training step: θ_t = 1
+    >>> ex.snapshot([("w", w)])                       # ‖d‖² per name
+    {'w': 3.0}
+    >>> ex.apply(2.0, [("w", w)]), w.tolist()         # θ_t + 2·d
+    (True, [3.0, 3.0, 3.0])
+    >>> ex.restore([("w", w)]); w.tolist()
+    [1.0, 1.0, 1.0]
+    >>> ex.commit(4.0, [("w", w)]); w.tolist()        # accepted: θ = θ_anchor = 5
+    [5.0, 5.0, 5.0]
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch.distributed.tensor import DTensor
+
+NamedTensors = Iterable[tuple[str, torch.Tensor]]
+
+
+def local_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The rank-local storage of ``t``: ``to_local()`` for a DTensor, ``t`` itself otherwise."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+class ShardedExtrapolation:
+    """Anchor, θ_t snapshot, candidates, restore and commit over named local shards (see module doc)."""
+
+    def __init__(self, selects: Callable[[str], bool], anchor_device: str = "cpu") -> None:
+        """``selects(name)`` says which parameters take part; ``anchor_device`` is ``cpu`` or ``same``."""
+        if anchor_device not in ("cpu", "same"):
+            raise ValueError(f"effopd.anchor_device={anchor_device!r} is invalid: choose one of ['cpu', 'same']")
+        self._selects = selects
+        self._anchor_device = anchor_device
+        self._anchor: dict[str, torch.Tensor] = {}
+        self._theta_t: dict[str, torch.Tensor] = {}
+
+    # ---------------------------------------------------------------- state
+    @property
+    def matched_names(self) -> list[str]:
+        """Names of the parameters that take part, in the order first seen."""
+        return list(self._anchor)
+
+    @property
+    def has_anchor(self) -> bool:
+        return bool(self._anchor)
+
+    @property
+    def in_search(self) -> bool:
+        """True between ``snapshot`` and ``commit``: θ_t is held and parameters may be a candidate."""
+        return bool(self._theta_t)
+
+    def bytes_held(self) -> int:
+        """Bytes of the anchor and of the θ_t snapshot held now (the memory EffOPD adds per rank)."""
+        tensors = list(self._anchor.values()) + list(self._theta_t.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    # ---------------------------------------------------------------- operations
+    @torch.no_grad()
+    def set_anchor(self, named: NamedTensors) -> None:
+        """θ_anchor := the current selected parameters (fp32 copies)."""
+        self._theta_t = {}
+        self._anchor = {name: self._copy_to_store(t, torch.float32) for name, t in self._selected(named)}
+        if not self._anchor:
+            raise ValueError(
+                "effopd.param_include/param_exclude select no parameter of this model: "
+                "check the patterns against the model's parameter names"
+            )
+
+    @torch.no_grad()
+    def snapshot(self, named: NamedTensors) -> dict[str, float]:
+        """θ_t := the current parameters (exact copies); returns the local ‖d‖² per name, d = θ_t − θ_anchor.
+
+        One host synchronisation for all names.
+        """
+        self._require_anchor()
+        theta_t, sq_norms = {}, []
+        for name, t in self._selected(named, expect=self._anchor):
+            theta_t[name] = self._copy_to_store(t, t.dtype)
+            d = t.float() - self._anchor[name].to(t.device, non_blocking=True)
+            sq_norms.append(torch.linalg.vector_norm(d).square().reshape(1).cpu())
+        self._theta_t = theta_t
+        values = torch.cat(sq_norms).tolist() if sq_norms else []
+        return dict(zip(theta_t, values))
+
+    @torch.no_grad()
+    def apply(self, alpha: float, named: NamedTensors) -> bool:
+        """Parameters := θ_t + α·d in place; returns whether every element is finite (one sync)."""
+        self._require_snapshot()
+        finite = [self._write_candidate(alpha, name, t) for name, t in self._selected(named, expect=self._theta_t)]
+        return bool(torch.stack([f.cpu() for f in finite]).all()) if finite else True
+
+    @torch.no_grad()
+    def restore(self, named: NamedTensors) -> None:
+        """Parameters := θ_t, bit for bit."""
+        self._require_snapshot()
+        for name, t in self._selected(named, expect=self._theta_t):
+            t.copy_(self._theta_t[name])
+
+    @torch.no_grad()
+    def commit(self, alpha: float, named: NamedTensors) -> None:
+        """Parameters := θ(α) (α = 0: θ_t, bit for bit); θ_anchor := those parameters; drop θ_t."""
+        self._require_snapshot()
+        for name, t in self._selected(named, expect=self._theta_t):
+            if alpha == 0:
+                t.copy_(self._theta_t[name])
+            else:
+                self._write_candidate(alpha, name, t)
+            self._anchor[name].copy_(t)
+        self._theta_t = {}
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The anchor as ``{name: fp32 CPU tensor}``; only valid between searches (no θ_t held)."""
+        if self.in_search:
+            raise RuntimeError("EffOPD state cannot be saved in the middle of a search: commit first")
+        return {name: a.detach().to("cpu", copy=True) for name, a in self._anchor.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], named: NamedTensors) -> None:
+        """Restore the anchor from ``state_dict()``; ``named`` gives the live parameters to check shapes against."""
+        live = {name: t for name, t in self._selected(named)}
+        if set(live) != set(state):
+            missing, extra = sorted(set(live) - set(state)), sorted(set(state) - set(live))
+            raise ValueError(
+                f"EffOPD anchor does not match the model: missing {missing[:5]}, unexpected {extra[:5]} "
+                "(was the checkpoint written with another effopd.param_include/param_exclude or world size?)"
+            )
+        anchor = {}
+        for name, t in live.items():
+            saved = state[name]
+            if saved.shape != t.shape:
+                raise ValueError(
+                    f"EffOPD anchor for {name} has shape {tuple(saved.shape)}, the local shard {tuple(t.shape)}: "
+                    "resume with the same number of ranks and sharding as the run that saved it"
+                )
+            anchor[name] = self._copy_to_store(saved, torch.float32, like=t)
+        self._anchor, self._theta_t = anchor, {}
+
+    # ---------------------------------------------------------------- internals
+    def _selected(self, named: NamedTensors, expect: dict | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        seen = []
+        for name, t in named:
+            if self._selects(name):
+                seen.append(name)
+                yield name, local_tensor(t)
+        if expect is not None and set(seen) != set(expect):
+            missing, extra = sorted(set(expect) - set(seen)), sorted(set(seen) - set(expect))
+            raise RuntimeError(f"the selected parameters changed since the anchor was taken: missing {missing[:5]}, new {extra[:5]}")
+
+    def _copy_to_store(self, t: torch.Tensor, dtype: torch.dtype, like: torch.Tensor | None = None) -> torch.Tensor:
+        device = (like if like is not None else t).device if self._anchor_device == "same" else torch.device("cpu")
+        pin = device.type == "cpu" and (like if like is not None else t).device.type == "cuda"
+        out = torch.empty(t.shape, dtype=dtype, device=device, pin_memory=pin)
+        out.copy_(t)
+        return out
+
+    def _write_candidate(self, alpha: float, name: str, t: torch.Tensor) -> torch.Tensor:
+        theta = self._theta_t[name].to(t.device, dtype=torch.float32, non_blocking=True, copy=True)
+        d = theta - self._anchor[name].to(t.device, non_blocking=True)
+        theta.add_(d, alpha=alpha)
+        t.copy_(theta)
+        return torch.isfinite(t).all()
+
+    def _require_anchor(self) -> None:
+        if not self._anchor:
+            raise RuntimeError("no EffOPD anchor: call set_anchor (or load_state_dict) before a search")
+
+    def _require_snapshot(self) -> None:
+        if not self._theta_t:
+            raise RuntimeError("no θ_t snapshot: call snapshot() at the trigger step first")

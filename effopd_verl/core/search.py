@@ -1,0 +1,150 @@
+"""EffOPD's greedy acceptance rule over candidates θ_t + α·d, given per-prompt scores.
+
+α = 0 is θ_t itself and is scored first; it sets the best score s*. Then for α in order:
+set the parameters to θ_t + α·d; if any of them is NaN/Inf the candidate is rejected unscored;
+otherwise score it on the validation prompts (per-prompt scores s_i, paired across candidates)
+and accept it when
+
+    mean(s − s*) > min_improvement                                   (strict), and,
+    if min_improvement_se > 0,   mean(s − s*) > min_improvement_se · SE(s − s*),
+                                 SE = std(s − s*, ddof=1) / √n  (the paired standard error).
+
+A NaN mean score is rejected. The search stops at the first rejection; the last accepted α
+(0 if none: plain OPD) is the result.
+
+Example (scores that rise up to α = 4, then fall)::
+
+    >>> curve = {0: [0.1, 0.2], 2: [0.3, 0.4], 4: [0.5, 0.5], 6: [0.2, 0.2], 8: [0.9, 0.9]}
+    >>> result = greedy_search([2, 4, 6, 8], set_candidate=lambda a: True, score=lambda a: curve[a])
+    >>> result.accepted_alpha, [h.alpha for h in result.history]
+    (4.0, [0.0, 2.0, 4.0, 6.0])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+#: Why a candidate ended as it did.
+BASE, IMPROVED, NOT_BETTER, NOT_SIGNIFICANT, NONFINITE_PARAMS, NAN_SCORE = (
+    "base", "improved", "not_better", "not_significant", "nonfinite_params", "nan_score"
+)
+
+
+@dataclass
+class Candidate:
+    """One scored (or rejected) point of a search."""
+
+    alpha: float
+    """Extrapolation factor (0: θ_t itself)."""
+    score: float
+    """Mean per-prompt score (NaN if not scored)."""
+    accepted: bool
+    """Whether it became the best point (α = 0 always is)."""
+    seconds: float
+    """Wall time to set the parameters and score them."""
+    outcome: str
+    """One of base, improved, not_better, not_significant, nonfinite_params, nan_score."""
+    improvement: float = math.nan
+    """Mean paired improvement over the best point before it."""
+    improvement_se: float = math.nan
+    """Paired standard error of that improvement."""
+    per_prompt: list[float] = field(default_factory=list, repr=False)
+    """The per-prompt scores (empty if not scored)."""
+
+
+@dataclass
+class SearchResult:
+    """The accepted α and what was tried."""
+
+    accepted_alpha: float
+    history: list[Candidate]
+
+    @property
+    def base_score(self) -> float:
+        return self.history[0].score
+
+    @property
+    def best_score(self) -> float:
+        return max((c.score for c in self.history if c.accepted), default=math.nan)
+
+    @property
+    def candidates_scored(self) -> int:
+        """Candidates scored besides θ_t."""
+        return sum(1 for c in self.history[1:] if c.per_prompt)
+
+
+def paired_improvement(candidate: Sequence[float], best: Sequence[float]) -> tuple[float, float]:
+    """Mean of the per-prompt differences candidate − best and its standard error (inf if n < 2)."""
+    if len(candidate) != len(best) or not candidate:
+        raise ValueError(
+            f"scores must be paired per prompt: got {len(candidate)} and {len(best)} values "
+            "(every candidate of a search must be scored on the same, non-empty prompt set)"
+        )
+    diffs = [c - b for c, b in zip(candidate, best)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, math.inf
+    var = sum((x - mean) ** 2 for x in diffs) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def greedy_search(
+    alphas: Sequence[float],
+    set_candidate: Callable[[float], bool],
+    score: Callable[[float], Sequence[float]],
+    min_improvement: float = 0.0,
+    min_improvement_se: float = 0.0,
+    on_candidate: Callable[[Candidate], None] | None = None,
+) -> SearchResult:
+    """Run the rule in the module docstring.
+
+    ``set_candidate(α)`` puts θ_t + α·d into the model (α = 0: θ_t) and returns False if any
+    parameter is NaN/Inf; ``score(α)`` returns the per-prompt scores of the model as it stands.
+    ``on_candidate`` is called after each point (for progress lines). The model is left at the
+    last point tried: the caller commits ``accepted_alpha``.
+    """
+    history: list[Candidate] = []
+
+    def record(candidate: Candidate) -> Candidate:
+        history.append(candidate)
+        if on_candidate is not None:
+            on_candidate(candidate)
+        return candidate
+
+    start = time.perf_counter()
+    if not set_candidate(0.0):
+        raise RuntimeError("θ_t itself holds NaN/Inf: training diverged before the EffOPD search")
+    best_scores = [float(s) for s in score(0.0)]
+    best = record(Candidate(0.0, _mean(best_scores), True, time.perf_counter() - start, BASE, per_prompt=best_scores))
+
+    for alpha in map(float, alphas):
+        start = time.perf_counter()
+        if not set_candidate(alpha):
+            record(Candidate(alpha, math.nan, False, time.perf_counter() - start, NONFINITE_PARAMS))
+            break
+        scores = [float(s) for s in score(alpha)]
+        elapsed = time.perf_counter() - start
+        mean = _mean(scores)
+        if math.isnan(mean):
+            record(Candidate(alpha, mean, False, elapsed, NAN_SCORE, per_prompt=scores))
+            break
+        gain, se = paired_improvement(scores, best.per_prompt)
+        if not gain > min_improvement:
+            outcome = NOT_BETTER
+        elif min_improvement_se > 0 and not gain > min_improvement_se * se:
+            outcome = NOT_SIGNIFICANT
+        else:
+            outcome = IMPROVED
+        candidate = record(Candidate(alpha, mean, outcome == IMPROVED, elapsed, outcome, gain, se, scores))
+        if not candidate.accepted:
+            break
+        best = candidate
+    return SearchResult(accepted_alpha=best.alpha, history=history)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
