@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor import DTensor
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from effopd_verl.core.config import EffOPDConfig
@@ -74,7 +74,7 @@ class FullGatherReference:
 
     def __init__(self, model, selects):
         self.model, self.selects = model, selects
-        self.anchor = {n: DTensor.from_local(p.to_local().clone(), p.device_mesh, p.placements)
+        self.anchor = {n: DTensor.from_local(p.to_local().clone(), p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
                        for n, p in model.named_parameters() if selects(n)}
         self.backup: dict[str, torch.Tensor] = {}
 
@@ -88,10 +88,17 @@ class FullGatherReference:
             if self.selects(n):
                 full = p.full_tensor()
                 full.add_(full - self.anchor[n].full_tensor(), alpha=ALPHA)
-                p.to_local().copy_(distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local())
+                self._write_local_rows(p, full)
         for n, p in self.model.named_parameters():  # restore from the full backup
             if self.selects(n):
-                p.to_local().copy_(distribute_tensor(self.backup[n], p.device_mesh, p.placements, src_data_rank=None).to_local())
+                self._write_local_rows(p, self.backup[n])
+
+    @staticmethod
+    def _write_local_rows(p, full: torch.Tensor) -> None:
+        """Copy this rank's dim-0 chunk of ``full`` into the shard (FSDP2 shards dim 0 as torch.chunk does)."""
+        local = p.to_local()
+        if local.numel():
+            local.copy_(full.chunk(p.device_mesh.size(), dim=0)[dist.get_rank()])
 
     def bytes_held(self) -> int:
         anchor = sum(t.to_local().numel() * t.element_size() for t in self.anchor.values())

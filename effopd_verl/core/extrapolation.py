@@ -110,10 +110,17 @@ class ShardedExtrapolation:
 
     @torch.no_grad()
     def apply(self, alpha: float, named: NamedTensors) -> bool:
-        """Parameters := θ_t + α·d in place; returns whether every element is finite (one sync)."""
+        """Parameters := θ_t + α·d in place; returns whether every element is finite.
+
+        The check costs one host synchronisation: a sum is finite only if every summand is, so
+        per-tensor sums decide; only a tensor whose sum is not finite (a NaN/Inf, or a finite overflow)
+        is checked element by element.
+        """
         self._require_snapshot()
-        finite = [self._write_candidate(alpha, name, t) for name, t in self._selected(named, expect=self._theta_t)]
-        return bool(torch.stack([f.cpu() for f in finite]).all()) if finite else True
+        written = list(self._selected(named, expect=self._theta_t))
+        sums = torch.stack([self._write_candidate(alpha, name, t).reshape(()).cpu() for name, t in written])
+        suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
+        return all(bool(torch.isfinite(written[i][1]).all()) for i in suspects)
 
     @torch.no_grad()
     def restore(self, named: NamedTensors) -> None:
@@ -180,11 +187,15 @@ class ShardedExtrapolation:
         return out
 
     def _write_candidate(self, alpha: float, name: str, t: torch.Tensor) -> torch.Tensor:
-        theta = self._theta_t[name].to(t.device, dtype=torch.float32, non_blocking=True, copy=True)
-        d = theta - self._anchor[name].to(t.device, non_blocking=True)
-        theta.add_(d, alpha=alpha)
-        t.copy_(theta)
-        return torch.isfinite(t).all()
+        theta_t = self._theta_t[name].to(t.device, non_blocking=True)
+        anchor = self._anchor[name].to(t.device, non_blocking=True)
+        if t.dtype == torch.float32:  # write straight into the parameter: no temporary
+            torch.sub(theta_t, anchor, out=t)
+            torch.add(theta_t, t, alpha=alpha, out=t)
+        else:  # fp32 math, one cast back
+            theta = theta_t.float()
+            t.copy_(torch.add(theta, theta - anchor, alpha=alpha))
+        return t.sum(dtype=torch.float32)
 
     def _require_anchor(self) -> None:
         if not self._anchor:

@@ -187,3 +187,19 @@ def test_misuse_is_a_clear_error():
         ShardedExtrapolation(lambda n: False).set_anchor(model.named_parameters())
     with pytest.raises(ValueError, match="anchor_device"):
         ShardedExtrapolation(lambda n: True, anchor_device="gpu")
+
+
+def test_finite_check_is_exact_when_a_sum_overflows_or_a_value_is_nan():
+    w = torch.nn.Parameter(torch.zeros(4))
+    ex = ShardedExtrapolation(lambda name: True)
+    ex.set_anchor([("w", w)])
+    with torch.no_grad():
+        w.fill_(1e38)  # θ_t: finite, but Σ of a candidate overflows fp32
+    ex.snapshot([("w", w)])
+    assert ex.apply(0.5, [("w", w)])  # every element 1.5e38: finite
+    assert not ex.apply(3.0, [("w", w)])  # 4e38: overflows each element
+    with torch.no_grad():
+        w.copy_(torch.tensor([1.0, 2.0, float("nan"), 4.0]))
+    ex.set_anchor([("w", w)])
+    ex.snapshot([("w", w)])
+    assert not ex.apply(2.0, [("w", w)])
