@@ -1,0 +1,212 @@
+"""EffOPDTrainer: verl 0.9.1's synchronous v1 trainer with the EffOPD search at trigger steps.
+
+At the end of ``step()`` of a trigger step t (after the optimizer update; rollout replicas asleep;
+before verl's checkpoint save and its final weight push in ``on_step_end``):
+
+    d = θ_t − θ_anchor on every rank;  s* = score(θ_t)
+    for α in alphas:  θ := θ_t + α·d  → score  → accept while it strictly improves, else stop
+    θ := accepted point;  θ_anchor := θ
+
+With ``effopd.enable=false`` nothing of this runs and the trainer is verl's ``PPOTrainerSync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+import ray
+from verl.trainer.ppo.utils import Role, create_rl_dataset
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+from verl.utils.debug import marked_timer
+
+from effopd_verl.core.schedule import TriggerSchedule
+from effopd_verl.core.search import Candidate, SearchResult, greedy_search
+from effopd_verl.integration import scoring
+from effopd_verl.integration.checks import effopd_config_of
+from effopd_verl.integration.state import PluginState, effopd_folder
+from effopd_verl.integration.worker import EffOPDActorRolloutRefWorker
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+_ACTOR_ROLES = (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor)
+
+
+class EffOPDTrainer(PPOTrainerSync):
+    """verl's ``PPOTrainerSync`` plus the EffOPD search (see module docstring)."""
+
+    def __init__(self, config):
+        self.effopd = effopd_config_of(config)
+        self.effopd_schedule = TriggerSchedule(self.effopd.first_trigger, self.effopd.growth)
+        self.effopd_history: list[dict] = []
+        self.effopd_teacher_answers: list[list[int]] | None = None
+        super().__init__(config)
+
+    # ------------------------------------------------------------------ set-up hooks
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        if self.effopd.enable:
+            for role in _ACTOR_ROLES:
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = ray.remote(EffOPDActorRolloutRefWorker)
+
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if self.effopd.enable:
+            dataset = scoring.validation_prompts(
+                self.effopd,
+                self.train_dataset,
+                lambda files: create_rl_dataset(files, self.config.data, self.tokenizer, self.processor, is_train=False),
+            )
+            self.effopd_prompts = scoring.as_batch(dataset)
+            logger.info(f"EffOPD: {len(dataset)} validation prompts, score={self.effopd.score}")
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()  # sets global_steps and loads the actor (replicas asleep)
+        if not self.effopd.enable:
+            return
+        info = self.actor_rollout_wg.effopd_init(self.effopd.to_dict())[0]  # θ_anchor := θ on every rank
+        logger.info(f"EffOPD extrapolates {len(info['matched_names'])} parameters: {info['matched_names'][:4]} …")
+        if self.global_steps > 0:
+            self._effopd_resume(self._resumed_step_folder())
+
+    # ------------------------------------------------------------------ the search
+    def step(self, metrics, timing_raw):
+        batch = super().step(metrics, timing_raw)
+        if self.effopd.enable and self.effopd_schedule.is_trigger(self.global_steps):
+            with marked_timer("effopd_search", timing_raw, color="purple"):
+                metrics.update(self._effopd_search())
+        return batch
+
+    def _effopd_search(self) -> dict[str, float]:
+        wg, step = self.actor_rollout_wg, self.global_steps
+        start = time.perf_counter()
+        per_rank_sq = wg.effopd_snapshot()
+        direction_norm = math.sqrt(sum(sum(r.values()) for r in per_rank_sq))
+        replicas_awake = False
+
+        def set_candidate(alpha: float) -> bool:
+            nonlocal replicas_awake
+            if replicas_awake:
+                self.checkpoint_manager.sleep_replicas()
+                replicas_awake = False
+            return all(wg.effopd_apply(alpha))
+
+        def score(alpha: float) -> list[float]:
+            nonlocal replicas_awake
+            if self.effopd.score == "teacher_logprob":
+                return scoring.teacher_logprob_scores(wg, self._effopd_prompt_ids(), self._effopd_teacher_answers())
+            self.checkpoint_manager.update_weights(step)
+            replicas_awake = True
+            return scoring.reward_scores(self, self.effopd_prompts, tag=f"effopd{step}a{alpha:g}".replace(".", "d"))
+
+        result = greedy_search(
+            self.effopd.alphas, set_candidate, score,
+            min_improvement=self.effopd.min_improvement,
+            min_improvement_se=self.effopd.min_improvement_se,
+            on_candidate=lambda c: print(_candidate_line(step, c), flush=True),
+        )
+        if replicas_awake:
+            self.checkpoint_manager.sleep_replicas()
+        wg.effopd_commit(result.accepted_alpha)
+        seconds = time.perf_counter() - start
+        self.effopd_history.append(_history_record(step, result, direction_norm, seconds))
+        print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} "
+              f"(score {result.base_score:.4f} → {result.best_score:.4f}, {seconds:.1f}s)", flush=True)
+        return _metrics(result, direction_norm, seconds)
+
+    def _effopd_prompt_ids(self) -> list[list[int]]:
+        if not hasattr(self, "_effopd_prompt_ids_cache"):
+            kwargs = dict(self.config.data.get("apply_chat_template_kwargs") or {})
+            self._effopd_prompt_ids_cache = scoring.prompt_token_ids(self.tokenizer, self.effopd_prompts, kwargs)
+        return self._effopd_prompt_ids_cache
+
+    def _effopd_teacher_answers(self) -> list[list[int]]:
+        if self.effopd_teacher_answers is None:
+            clients = self.get_teacher_client()
+            if not clients or len(clients) != 1:
+                raise ValueError(
+                    f"effopd.score=teacher_logprob needs exactly one teacher, found {len(clients or {})}: "
+                    "configure one distillation teacher or use effopd.score=reward"
+                )
+            max_tokens = int(self.config.actor_rollout_ref.rollout.response_length)
+            self.effopd_teacher_answers = scoring.teacher_responses(
+                next(iter(clients.values())), self._effopd_prompt_ids(), max_tokens
+            )
+        return self.effopd_teacher_answers
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self):
+        if self.effopd.enable:  # before verl writes its tracker file: the tracker never points at a partial state
+            folder = effopd_folder(os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"))
+            self.actor_rollout_wg.effopd_save(folder)
+            PluginState(
+                world_size=self.actor_rollout_wg.world_size,
+                next_trigger=self.effopd_schedule.next_trigger(self.global_steps),
+                history=self.effopd_history,
+                teacher_responses=self.effopd_teacher_answers,
+            ).write(folder)
+        super()._save_checkpoint()
+
+    def _effopd_resume(self, step_folder: str) -> None:
+        folder = effopd_folder(step_folder)
+        state = PluginState.read(folder)
+        if state is None:
+            logger.warning(
+                f"{step_folder} holds no EffOPD state (written without effopd.enable=true?): the anchor starts at the "
+                f"loaded weights; the next search runs at step {self.effopd_schedule.next_trigger(self.global_steps)}"
+            )
+            return
+        if state.world_size != self.actor_rollout_wg.world_size:
+            raise ValueError(
+                f"{folder} was written by {state.world_size} actor ranks, this run has {self.actor_rollout_wg.world_size}: "
+                "resume with the same trainer.n_gpus_per_node × trainer.nnodes"
+            )
+        self.actor_rollout_wg.effopd_load(folder)
+        self.effopd_history = state.history
+        self.effopd_teacher_answers = state.teacher_responses
+        logger.info(f"EffOPD resumed from {folder}: {len(state.history)} searches, next at step {state.next_trigger}")
+
+    def _resumed_step_folder(self) -> str:
+        """The ``global_step_N`` folder verl's ``_load_checkpoint`` just loaded (it does not keep the path)."""
+        trainer = self.config.trainer
+        if trainer.resume_mode == "resume_path":
+            folder = trainer.resume_from_path
+        else:
+            folder = find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
+        return os.path.abspath(folder)
+
+
+def _candidate_line(step: int, c: Candidate) -> str:
+    gain = "" if math.isnan(c.improvement) else f" Δ={c.improvement:+.4f}±{c.improvement_se:.4f}"
+    return f"[effopd] step {step} α={c.alpha:<4g} score={c.score:.4f}{gain} {c.outcome} ({c.seconds:.1f}s)"
+
+
+def _history_record(step: int, result: SearchResult, direction_norm: float, seconds: float) -> dict:
+    return {
+        "step": step,
+        "accepted_alpha": result.accepted_alpha,
+        "direction_norm": direction_norm,
+        "seconds": seconds,
+        "candidates": [
+            {"alpha": c.alpha, "score": c.score, "outcome": c.outcome, "seconds": c.seconds} for c in result.history
+        ],
+    }
+
+
+def _metrics(result: SearchResult, direction_norm: float, seconds: float) -> dict[str, float]:
+    metrics = {
+        "effopd/score_base": result.base_score,
+        "effopd/score_best": result.best_score,
+        "effopd/accepted_alpha": result.accepted_alpha,
+        "effopd/candidates_scored": result.candidates_scored,
+        "effopd/search_seconds": seconds,
+        "effopd/direction_norm": direction_norm,
+    }
+    for c in result.history[1:]:
+        metrics[f"effopd/score_alpha_{c.alpha:g}"] = c.score
+    return metrics

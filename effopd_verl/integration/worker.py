@@ -1,0 +1,156 @@
+"""verl's actor worker plus the RPCs that drive EffOPD on this rank's FSDP2 parameter shards.
+
+Every RPC is ``Dispatch.ONE_TO_ALL``: the driver sends the same call to every rank, each rank works
+on its own local shards (no all-gather), and the driver combines the per-rank answers, so all ranks
+take the same decision. Parameters are resolved afresh on every call (FSDP2 may re-point storage
+when it offloads), the root module is resharded first (FSDP2 leaves it unsharded after a forward,
+and writes to unsharded parameters would be lost), and parameters offloaded to CPU are brought to
+the device for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.distributed.tensor import DTensor
+from verl.single_controller.base.decorator import Dispatch, register
+from verl.utils.device import get_device_name
+from verl.utils.fsdp_utils import fsdp_version
+from verl.workers.engine_workers import ActorRolloutRefWorker
+
+from effopd_verl.core.config import EffOPDConfig
+from effopd_verl.core.extrapolation import ShardedExtrapolation
+
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def anchor_file(folder: str, rank: int, world_size: int) -> str:
+    """Where rank ``rank`` keeps its anchor shard inside a checkpoint's ``effopd/`` folder."""
+    return os.path.join(folder, f"anchor_world_size_{world_size}_rank_{rank}.safetensors")
+
+
+def clean_name(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+class EffOPDActorRolloutRefWorker(ActorRolloutRefWorker):
+    """Adds ``effopd_*`` RPCs to verl's ``ActorRolloutRefWorker``; everything else is verl's."""
+
+    _effopd: ShardedExtrapolation | None = None
+
+    # ------------------------------------------------------------------ setup
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_init(self, settings: dict) -> dict:
+        """Build the extrapolation state for ``settings`` (the effopd section) and take θ_anchor := θ."""
+        config = EffOPDConfig.from_mapping(settings)
+        self._effopd = ShardedExtrapolation(config.selects, anchor_device=config.anchor_device)
+        with self._shards() as named:
+            self._effopd.set_anchor(named)
+        return {"matched_names": self._effopd.matched_names, "bytes_held": self._effopd.bytes_held()}
+
+    # ------------------------------------------------------------------ search
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_snapshot(self) -> dict[str, float]:
+        """θ_t := θ; returns this rank's ‖d‖² per parameter name."""
+        with self._shards() as named:
+            return self._state().snapshot(named)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_apply(self, alpha: float) -> bool:
+        """θ := θ_t + α·d (α = 0: θ_t bitwise); returns whether this rank's shards are all finite."""
+        with self._shards() as named:
+            if alpha == 0:
+                self._state().restore(named)
+                return True
+            return self._state().apply(alpha, named)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_commit(self, alpha: float) -> int:
+        """θ := θ_t + α·d and θ_anchor := θ; returns the bytes EffOPD holds on this rank afterwards."""
+        with self._shards() as named:
+            self._state().commit(alpha, named)
+        return self._state().bytes_held()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @torch.no_grad()
+    def effopd_response_logprob(self, sequences: list[tuple[list[int], list[int]]]) -> list[float]:
+        """Mean per-token log-probability the actor gives each response after its prompt (teacher forcing).
+
+        ``sequences`` holds (prompt token ids, response token ids); every rank runs the same forward
+        passes (FSDP2 gathers shards layer by layer), one sequence at a time to bound memory.
+        """
+        engine = self.actor.engine
+        device = get_device_name()
+        scores = []
+        with engine.eval_mode():
+            for prompt_ids, response_ids in sequences:
+                if not response_ids:
+                    scores.append(float("nan"))
+                    continue
+                ids = torch.tensor([list(prompt_ids) + list(response_ids)], device=device)
+                logits = engine.module(input_ids=ids, use_cache=False).logits[0]
+                start = len(prompt_ids) - 1
+                predicted = logits[start : start + len(response_ids)].float().log_softmax(-1)
+                targets = ids[0, len(prompt_ids) :].unsqueeze(-1)
+                scores.append(predicted.gather(-1, targets).mean().item())
+            engine.module.reshard()
+        return scores
+
+    # ------------------------------------------------------------------ checkpoints
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_save(self, folder: str) -> None:
+        """Write this rank's anchor shard to ``folder`` atomically (temporary file, then rename)."""
+        os.makedirs(folder, exist_ok=True)
+        path = anchor_file(folder, self.rank, self.world_size)
+        save_file({k: v.contiguous() for k, v in self._state().state_dict().items()}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def effopd_load(self, folder: str) -> None:
+        """Read this rank's anchor shard from ``folder`` (safetensors: no unpickling)."""
+        path = anchor_file(folder, self.rank, self.world_size)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} is missing: resume with the same number of actor ranks ({self.world_size}) as the run that "
+                "saved the checkpoint, or start EffOPD afresh from these weights with trainer.resume_mode=disable"
+            )
+        with self._shards() as named:
+            self._state().load_state_dict(load_file(path), named)
+
+    # ------------------------------------------------------------------ internals
+    def _state(self) -> ShardedExtrapolation:
+        if self._effopd is None:
+            raise RuntimeError("effopd_init was not called on this worker")
+        return self._effopd
+
+    @contextmanager
+    def _shards(self) -> Iterator[list[tuple[str, DTensor]]]:
+        """The actor's (name, DTensor) parameters, resharded and on the device, for one call."""
+        engine = self.actor.engine
+        module = engine.module
+        if fsdp_version(module) != 2:
+            raise RuntimeError(
+                "EffOPD needs FSDP2 parameter shards: set actor_rollout_ref.actor.strategy=fsdp2 "
+                "(FSDP1 flattens parameters, so they cannot be selected by name)"
+            )
+        offloaded = engine.is_param_offload_enabled
+        if offloaded:
+            engine.to(get_device_name(), model=True, optimizer=False, grad=False)
+        try:
+            module.reshard()
+            named = [(clean_name(n), p) for n, p in module.named_parameters()]
+            not_sharded = [n for n, p in named if not isinstance(p, DTensor)]
+            if not_sharded:
+                raise RuntimeError(f"parameters are not FSDP2 DTensors after reshard: {not_sharded[:3]}")
+            yield named
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+        finally:
+            if offloaded:
+                engine.to("cpu", model=True, optimizer=False, grad=False)
