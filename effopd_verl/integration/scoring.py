@@ -96,16 +96,28 @@ def prompt_token_ids(tokenizer, prompts: dict, chat_template_kwargs: dict) -> li
     return out
 
 
-def teacher_responses(teacher_client, prompt_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
-    """The teacher's greedy answers, generated concurrently through its inference servers."""
+def greedy_sampling_params(rollout_config, max_tokens: int) -> dict:
+    """Greedy decoding as verl's agent loop asks its servers for it (validation top_p/top_k), up to ``max_tokens``.
+
+    The teacher's servers are configured by verl for one-token scoring; an explicit ``max_tokens``
+    makes them generate whole answers.
+    """
+    return dict(
+        temperature=0.0,
+        top_p=rollout_config.val_kwargs.top_p,
+        top_k=rollout_config.val_kwargs.top_k,
+        repetition_penalty=1.0,
+        logprobs=False,
+        max_tokens=max_tokens,
+    )
+
+
+def teacher_responses(teacher_client, prompt_ids: list[list[int]], sampling_params: dict) -> list[list[int]]:
+    """The teacher's answers, generated concurrently through its inference servers."""
 
     async def generate_all():
         requests = [
-            teacher_client.generate(
-                request_id=f"effopd-teacher-{i}",
-                prompt_ids=ids,
-                sampling_params={"temperature": 0.0, "top_p": 1.0, "top_k": -1, "max_tokens": max_tokens},
-            )
+            teacher_client.generate(request_id=f"effopd-teacher-{i}", prompt_ids=ids, sampling_params=dict(sampling_params))
             for i, ids in enumerate(prompt_ids)
         ]
         return await asyncio.gather(*requests)
@@ -125,6 +137,7 @@ __all__ = [
     "as_batch",
     "reward_scores",
     "prompt_token_ids",
+    "greedy_sampling_params",
     "teacher_responses",
     "teacher_logprob_scores",
 ]

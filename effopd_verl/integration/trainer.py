@@ -133,9 +133,11 @@ class EffOPDTrainer(PPOTrainerSync):
                     f"effopd.score=teacher_logprob needs exactly one teacher, found {len(clients or {})}: "
                     "configure one distillation teacher or use effopd.score=reward"
                 )
-            max_tokens = int(self.config.actor_rollout_ref.rollout.response_length)
+            rollout = self.config.actor_rollout_ref.rollout
             self.effopd_teacher_answers = scoring.teacher_responses(
-                next(iter(clients.values())), self._effopd_prompt_ids(), max_tokens
+                next(iter(clients.values())),
+                self._effopd_prompt_ids(),
+                scoring.greedy_sampling_params(rollout, max_tokens=int(rollout.response_length)),
             )
         return self.effopd_teacher_answers
 
