@@ -1,0 +1,236 @@
+"""Build the toy assets into a folder, deterministically, and reuse a complete folder.
+
+``build_assets(out_dir, task="add", seed=0, quick=False)`` writes::
+
+    out_dir/
+      tokenizer/                 the char-level tokenizer (+ chat template)
+      teacher/  student/         tiny Qwen3ForCausalLM folders (config, safetensors, tokenizer, generation config)
+      data/train.parquet  data/val.parquet  data/test.parquet   verl RL format
+      reward.py                  a copy of effopd_verl/toy/reward.py (self-contained): reward.custom_reward_function.path
+      assets.json                what ToyAssets holds (paths relative to out_dir) and how it was built
+      COMPLETE                   written last; its presence with matching parameters means "reuse"
+
+Teacher and student come from ONE supervised run: the teacher is its final weights, the student
+the latest checkpoint whose greedy exact match on held-out selection prompts (never val or test)
+is ≤ ``STUDENT_TARGET``. So the student lies on the teacher's own training path, a short way
+before it: same architecture and tokenizer, close in weights and in per-token behaviour, but
+failing most problems (errors compound over the answer's tokens). On-policy distillation from
+there has a short way to go, which is what the speed-up benchmark needs (issue 5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from transformers.utils import logging as hf_logging
+
+from . import reward as reward_module
+from .data import SplitSizes, make_splits, write_split
+from .model import ModelSize, make_config, make_generation_config
+from .tasks import get_task
+from .train import Encoder, TrainSpec, exact_match, train_supervised
+from .tokenizer import build_tokenizer
+
+BUILD_VERSION = 1
+"""Bump when a change alters what a build writes: old folders are then rebuilt, not reused."""
+STUDENT_TARGET = 0.2
+MARKER = "COMPLETE"
+THREADS = 2
+
+
+@dataclass(frozen=True)
+class Profile:
+    sizes: SplitSizes
+    train: TrainSpec
+    model: ModelSize = ModelSize()
+
+
+def _profile(task: str, quick: bool) -> Profile:
+    if quick:
+        sizes = SplitSizes(train=4096, val=128, test=512, select=128)
+        steps = {"add": 300, "reverse": 120}[task]
+        return Profile(sizes, TrainSpec(steps=steps, batch_size=128, lr=3e-3, warmup_steps=20, eval_every=10))
+    sizes = SplitSizes(train=40960, val=256, test=1024, select=256)
+    steps = {"add": 1200, "reverse": 500}[task]
+    return Profile(sizes, TrainSpec(steps=steps, batch_size=256, lr=3e-3, warmup_steps=50, eval_every=10))
+
+
+@dataclass
+class ToyAssets:
+    """Where the built assets are (absolute paths) and what was measured (test split, greedy)."""
+
+    out_dir: str
+    task: str
+    seed: int
+    quick: bool
+    tokenizer_dir: str
+    teacher_dir: str
+    student_dir: str
+    train_file: str
+    val_file: str
+    test_file: str
+    reward_path: str
+    """``out_dir/reward.py``: give it to ``reward.custom_reward_function.path``."""
+    reward_name: str
+    teacher_accuracy: float
+    student_accuracy: float
+    data_source: str = ""
+    reward_pkg_path: str = reward_module.REWARD_PKG_PATH
+    """The same function as an installed module (``pkg://``), for configs that cannot name a file."""
+    max_prompt_length: int = 0
+    """Longest prompt in tokens (chat template included), over all splits."""
+    max_response_length: int = 0
+    """Longest answer in tokens, EOS included."""
+    teacher_step: int = 0
+    student_step: int = 0
+    student_select_accuracy: float = 0.0
+    num_rows: dict[str, int] = field(default_factory=dict)
+    num_params: int = 0
+    build_seconds: float = 0.0
+    reused: bool = False
+
+
+_PATH_FIELDS = ("tokenizer_dir", "teacher_dir", "student_dir", "train_file", "val_file", "test_file", "reward_path")
+
+
+def _params(task: str, seed: int, quick: bool) -> dict:
+    return {"task": task, "seed": seed, "quick": quick, "build_version": BUILD_VERSION}
+
+
+def _load(out: Path) -> ToyAssets:
+    record = json.loads((out / "assets.json").read_text())
+    for name in _PATH_FIELDS:
+        record[name] = str(out / record[name])
+    record["out_dir"] = str(out)
+    record["reused"] = True
+    return ToyAssets(**record)
+
+
+def _save_model(model, tokenizer, generation_config, path: Path) -> None:
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    tokenizer.save_pretrained(path)
+    generation_config.save_pretrained(path)
+
+
+def build_assets(
+    out_dir: str | os.PathLike,
+    task: str = "add",
+    seed: int = 0,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ToyAssets:
+    """Build (or reuse) the assets of ``task`` with ``seed`` under ``out_dir``; see the module doc.
+
+    A folder holding a complete build with the same (task, seed, quick) is reused as it is; one
+    holding a different complete build is an error (choose another folder); anything else there
+    of ours is overwritten. ``quick`` builds small data and a short run (seconds; tests);
+    the full build meets teacher ≥ 0.8 and student ≤ 0.3 test accuracy.
+    """
+    spec = get_task(task)
+    out = Path(out_dir).resolve()
+    params = _params(task, seed, quick)
+    marker = out / MARKER
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found == params:
+            return _load(out)
+        raise ValueError(f"{out} already holds toy assets built with {found}; asked for {params}: use another folder")
+
+    say = progress or (lambda msg: None)
+    start = time.perf_counter()
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(min(THREADS, os.cpu_count() or 1))
+    try:
+        profile = _profile(task, quick)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer", "teacher", "student", "data"):
+            shutil.rmtree(out / name, ignore_errors=True)
+
+        tokenizer = build_tokenizer()
+        tokenizer.save_pretrained(out / "tokenizer")
+        encoder = Encoder(tokenizer)
+
+        splits = make_splits(spec, seed, profile.sizes)
+        (out / "data").mkdir()
+        for split in ("train", "val", "test"):
+            write_split(spec, getattr(splits, split), split, str(out / "data" / f"{split}.parquet"))
+        shutil.copyfile(reward_module.__file__, out / "reward.py")
+        say(f"data: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)} rows ({spec.name})")
+
+        config = make_config(tokenizer, profile.model)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        from transformers import Qwen3ForCausalLM
+
+        model = Qwen3ForCausalLM(config)
+        model.config._attn_implementation = "sdpa"
+        num_params = sum(p.numel() for p in model.parameters())
+        say(f"model: Qwen3, {num_params} parameters; supervised training for {profile.train.steps} steps")
+        snapshots = train_supervised(
+            model, encoder, spec, profile.train, seed, splits.held_out(), splits.select, progress=say
+        )
+        teacher_snap = snapshots[-1]
+        eligible = [s for s in snapshots[:-1] if s.accuracy <= STUDENT_TARGET]
+        student_snap = eligible[-1] if eligible else snapshots[0]
+
+        max_new = spec.max_answer_chars + 1
+        generation_config = make_generation_config(tokenizer)
+        accuracies = {}
+        for role, snap in (("teacher", teacher_snap), ("student", student_snap)):
+            model.load_state_dict(snap.state_dict)
+            accuracies[role] = exact_match(model, encoder, splits.test, max_new)
+            _save_model(model, tokenizer, generation_config, out / role)
+            say(f"{role}: step {snap.step}, test exact match {accuracies[role]:.3f}")
+
+        prompts = [encoder.prompt(q) for part in (splits.train, splits.val, splits.test) for q, _ in part]
+        answers = [encoder.answer(a) for part in (splits.train, splits.val, splits.test) for _, a in part]
+        relative = {
+            "tokenizer_dir": "tokenizer",
+            "teacher_dir": "teacher",
+            "student_dir": "student",
+            "train_file": "data/train.parquet",
+            "val_file": "data/val.parquet",
+            "test_file": "data/test.parquet",
+            "reward_path": "reward.py",
+        }
+        assets = ToyAssets(
+            out_dir=str(out),
+            task=task,
+            seed=seed,
+            quick=quick,
+            reward_name=reward_module.REWARD_NAME,
+            teacher_accuracy=accuracies["teacher"],
+            student_accuracy=accuracies["student"],
+            data_source=spec.data_source,
+            max_prompt_length=max(len(p) for p in prompts),
+            max_response_length=max(len(a) for a in answers),
+            teacher_step=teacher_snap.step,
+            student_step=student_snap.step,
+            student_select_accuracy=student_snap.accuracy,
+            num_rows={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+            num_params=num_params,
+            build_seconds=round(time.perf_counter() - start, 1),
+            **{k: str(out / v) for k, v in relative.items()},
+        )
+        record = {**asdict(assets), **relative}
+        del record["out_dir"], record["reused"]
+        (out / "assets.json").write_text(json.dumps(record, indent=2) + "\n")
+        marker.write_text(json.dumps(params) + "\n")
+        return assets
+    finally:
+        torch.set_num_threads(prev_threads)
