@@ -34,7 +34,11 @@ class TrainSpec:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
-    eval_every: int = 50
+    eval_every: int = 5
+    """Snapshot interval while the model is still learning (the student is chosen among these)."""
+    coarse_eval_every: int = 50
+    """Snapshot interval once a snapshot reached ``fine_until`` accuracy."""
+    fine_until: float = 0.9
 
 
 @dataclass
@@ -142,7 +146,8 @@ def train_supervised(
     select_pairs: list[tuple[str, str]],
     progress: Callable[[str], None] | None = None,
 ) -> list[Snapshot]:
-    """Train in place for ``spec.steps``; return snapshots (step 0, every ``eval_every``, and the last)."""
+    """Train in place for ``spec.steps``; return snapshots: step 0, every ``eval_every`` steps until
+    one reaches ``fine_until`` accuracy on ``select_pairs``, then every ``coarse_eval_every``, and the last."""
     rng = random.Random(f"sft/{task.name}/{seed}")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -180,6 +185,7 @@ def train_supervised(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         done = step + 1
-        if done % spec.eval_every == 0 or done == spec.steps:
+        every = spec.coarse_eval_every if max(s.accuracy for s in snapshots) >= spec.fine_until else spec.eval_every
+        if done % every == 0 or done == spec.steps:
             snap(done, loss.item())
     return snapshots
