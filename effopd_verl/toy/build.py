@@ -40,7 +40,7 @@ from .tasks import get_task
 from .train import Encoder, TrainSpec, exact_match, train_supervised
 from .tokenizer import build_tokenizer
 
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 """Bump when a change alters what a build writes: old folders are then rebuilt, not reused."""
 MARKER = "COMPLETE"
 THREADS = 2
@@ -59,7 +59,8 @@ def _profile(task: str, quick: bool) -> Profile:
     if quick:
         sizes = SplitSizes(train=4096, val=128, test=512, select=128)
         steps = {"add": 300, "reverse": 120}[task]
-        return Profile(sizes, TrainSpec(steps=steps, batch_size=128, lr=3e-3, warmup_steps=20), student_target=0.1)
+        train = TrainSpec(steps=steps, batch_size=128, lr=5e-3, warmup_steps=20, eval_every=10)
+        return Profile(sizes, train, student_target=0.1)
     sizes = SplitSizes(train=40960, val=256, test=1024, select=256)
     steps = {"add": 600, "reverse": 250}[task]
     return Profile(sizes, TrainSpec(steps=steps, batch_size=256, lr=3e-3, warmup_steps=50), student_target=0.25)
