@@ -23,9 +23,11 @@
 # `submit` refuses arguments that carry one, since Ray stores and shows a job's command line.
 #
 # `submit` runs on the head (or any machine that reaches its private address) and submits
-#   cd RUN_DIR && exec effopd-train EFFOPD_TRAIN_ARGS
-# as a Ray job; RUN_DIR (default: the current directory) must exist on the head, and for more than
-# one node be on a file system all nodes share: checkpoints and logs are written there.
+#   cd RUN_DIR && exec effopd-train EFFOPD_TRAIN_ARGS trainer.default_local_dir=RUN_DIR/checkpoints/<project>/<experiment>
+# as a Ray job (the last argument only when EFFOPD_TRAIN_ARGS set no trainer.default_local_dir):
+# Ray's workers do not run in RUN_DIR but where `ray start` ran on their node, so checkpoints get an
+# absolute path. RUN_DIR (default: the current directory) must exist on the head, and for more than
+# one node be on a file system all nodes share.
 # The address comes from --ip/--head-ip, else $EFFOPD_RAY_IP, else the first private IPv4 address of
 # this machine (`hostname -I`). --dry-run prints the commands instead of running them. $RAY names the
 # ray executable (default: ray).
@@ -283,6 +285,16 @@ cmd_submit() {
             die "submit: '${arg%%=*}=...' looks like a secret: Ray stores and shows a job's command line; give secrets to the trainer through its environment (export before 'head', or 'wandb login' on the head)"
         fi
     done
+    local has_ckpt_dir=0
+    for arg in "${train_args[@]}"; do
+        if [[ "$arg" =~ ^[+~]{0,2}trainer\.default_local_dir= ]]; then
+            has_ckpt_dir=1
+        fi
+    done
+    if (( ! has_ckpt_dir )); then
+        # shellcheck disable=SC2016  # ${trainer.*} are hydra interpolations
+        train_args+=("trainer.default_local_dir=${run_dir%/}/checkpoints/"'${trainer.project_name}/${trainer.experiment_name}')
+    fi
     head_ip="$(resolve_address "$head_ip" --head-ip "$allow")"
     if (( token )); then
         enable_token_auth

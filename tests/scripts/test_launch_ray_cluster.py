@@ -187,7 +187,22 @@ def test_submit_runs_effopd_train_in_the_run_dir_with_the_arguments_intact(sandb
     cwd, args = (sandbox.path / "train.log").read_text().split("\n", 1)
     got = args.split("\0")[:-1]
     assert Path(cwd) == run_dir
-    assert got == train_args
+    # Ray's workers run where `ray start` ran, not in the run folder: checkpoints get an absolute path
+    ckpt = f"trainer.default_local_dir={run_dir}/checkpoints/${{trainer.project_name}}/${{trainer.experiment_name}}"
+    assert got == [*train_args, ckpt]
+
+
+def test_submit_keeps_a_given_checkpoint_folder_and_the_default_composes(sandbox):
+    assert sandbox.run("submit", "--head-ip", "10.1.2.3", "--run-dir", "/shared/runs/", "--",
+                       "+trainer.default_local_dir=/ckpt").returncode == 0
+    assert sandbox.ray_argv()[-1] == "+trainer.default_local_dir=/ckpt"
+    assert sandbox.run("submit", "--head-ip", "10.1.2.3", "--run-dir", "/shared/runs/", "--", "x=1").returncode == 0
+    override = sandbox.ray_argv()[-1]
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="effopd_verl.configs", version_base=None):
+        cfg = compose(config_name="examples/qwen3_1p7b_student_qwen3_4b_teacher_deepmath_1node", overrides=[override])
+    assert cfg.trainer.default_local_dir == "/shared/runs/checkpoints/effopd/qwen3_1p7b_from_qwen3_4b_deepmath_1node"
 
 
 def test_submit_checks(sandbox):
@@ -213,4 +228,4 @@ def test_submit_accepts_settings_whose_names_only_resemble_secrets(sandbox):
     ok = ["distillation.teacher_key=data_source", "actor_rollout_ref.rollout.max_num_batched_tokens=32768",
           "data.tokenizer=null", "data.prompt_key=prompt"]
     assert sandbox.run("submit", "--head-ip", "10.1.2.3", "--", *ok).returncode == 0
-    assert sandbox.ray_argv()[-len(ok):] == ok
+    assert sandbox.ray_argv()[-len(ok) - 1:-1] == ok
