@@ -94,6 +94,22 @@ def test_a_folder_of_another_build_is_refused(quick_assets):
         build_assets(quick_assets.out_dir, task="add", seed=1, quick=True)
 
 
+def test_an_incomplete_folder_is_rebuilt_and_an_older_builders_too(tmp_path, monkeypatch):
+    import effopd_verl.toy.build as build
+
+    calls = []
+    monkeypatch.setattr(build, "make_splits", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(RuntimeError("stop")))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.parquet").write_text("half-written")
+    with pytest.raises(RuntimeError, match="stop"):  # no marker: it builds (stopped here)
+        build.build_assets(tmp_path, task="add", seed=0, quick=True)
+    assert not (tmp_path / "data").exists() and not (tmp_path / MARKER).exists()
+    (tmp_path / MARKER).write_text(json.dumps({"task": "add", "seed": 0, "quick": True, "build_version": 0}))
+    with pytest.raises(RuntimeError, match="stop"):  # an older builder's marker: it rebuilds
+        build.build_assets(tmp_path, task="add", seed=0, quick=True)
+    assert not (tmp_path / MARKER).exists() and len(calls) == 2
+
+
 def test_the_build_is_deterministic(tmp_path):
     """Same (task, seed): bitwise the same files (the other task, whose quick build is the faster one);
     the marker is written last."""
@@ -107,3 +123,14 @@ def test_the_build_is_deterministic(tmp_path):
     assert record["train_file"] == "data/train.parquet"  # relative: the folder can move
     marker = Path(second.out_dir) / MARKER
     assert all(marker.stat().st_mtime_ns >= p.stat().st_mtime_ns for p in Path(second.out_dir).rglob("*") if p.is_file())
+
+
+def test_full_profile_sizes_suit_the_benchmark():
+    """Test ≥ 1000 prompts; train covers batches of 256 over 128 steps (add: its whole space, ~3.9 passes)."""
+    from effopd_verl.toy.build import _profile
+    from effopd_verl.toy.tasks import task_names
+
+    for name in task_names():
+        sizes = _profile(name, quick=False).sizes
+        assert sizes.test >= 1000 and sizes.val >= 50
+        assert sizes.train >= 256 * 128
