@@ -34,12 +34,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from effopd_verl.toy.build import build_assets
 
-    assets = build_assets(args.out_dir, task=args.task, seed=args.seed, quick=args.quick, progress=lambda m: print(m, flush=True))
+    assets = build_assets(
+        args.out_dir, task=args.task, seed=args.seed, quick=args.quick, progress=lambda m: print(m, flush=True)
+    )
     state = "reused" if assets.reused else f"built in {assets.build_seconds:.1f}s"
     print(f"{assets.out_dir}: task {assets.task}, seed {assets.seed}{', quick' if assets.quick else ''} ({state})")
     print(f"teacher test accuracy {assets.teacher_accuracy:.3f} (step {assets.teacher_step})")
     print(f"student test accuracy {assets.student_accuracy:.3f} (step {assets.student_step})")
-    print(f"rows: {assets.num_rows}; max prompt {assets.max_prompt_length} tokens, max response {assets.max_response_length} tokens")
+    print(
+        f"rows: {assets.num_rows}; max prompt {assets.max_prompt_length} tokens, "
+        f"max response {assets.max_response_length} tokens"
+    )
     print(f"reward: path={assets.reward_path} name={assets.reward_name}")
     return 0
 
