@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the toy task assets (tokenizer, parquet splits, reward, tiny Qwen3 teacher and student) offline.
 
-    python scripts/build_toy_assets.py OUT_DIR [--task add|reverse] [--seed N] [--quick]
+    python scripts/build_toy_assets.py OUT_DIR [--task add|reverse] [--seed N] [--quick] [--student-target P]
     python scripts/build_toy_assets.py --list-tasks
 
 Deterministic for a given (task, seed); a folder holding a complete build of the same
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="add", choices=task_names(), help="task variant (default: add)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data splits and of training (default: 0)")
     parser.add_argument("--quick", action="store_true", help="small data and a short run (tests; seconds)")
+    parser.add_argument("--student-target", type=float, default=None,
+                        help="the student is the latest checkpoint at or below this accuracy (default 0.2; quick 0.1)")
     parser.add_argument("--list-tasks", action="store_true", help="print the task variant names, one per line")
     args = parser.parse_args(argv)
 
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from effopd_verl.toy.build import build_assets
 
     assets = build_assets(
-        args.out_dir, task=args.task, seed=args.seed, quick=args.quick, progress=lambda m: print(m, flush=True)
+        args.out_dir, task=args.task, seed=args.seed, quick=args.quick, progress=lambda m: print(m, flush=True),
+        student_target=args.student_target,
     )
     state = "reused" if assets.reused else f"built in {assets.build_seconds:.1f}s"
     print(f"{assets.out_dir}: task {assets.task}, seed {assets.seed}{', quick' if assets.quick else ''} ({state})")

@@ -20,6 +20,7 @@ there has a short way to go, which is what the speed-up benchmark needs (issue 5
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -40,7 +41,7 @@ from .tasks import get_task
 from .train import Encoder, TrainSpec, exact_match, train_supervised
 from .tokenizer import build_tokenizer
 
-BUILD_VERSION = 4
+BUILD_VERSION = 5
 """Bump when a change alters what a build writes: old folders are then rebuilt, not reused."""
 MARKER = "COMPLETE"
 THREADS = 2
@@ -95,6 +96,8 @@ class ToyAssets:
     """Longest answer in tokens, EOS included."""
     teacher_step: int = 0
     student_step: int = 0
+    student_target: float = 0.0
+    """The student is the latest checkpoint whose selection accuracy was ≤ this."""
     student_select_accuracy: float = 0.0
     num_rows: dict[str, int] = field(default_factory=dict)
     num_params: int = 0
@@ -105,8 +108,9 @@ class ToyAssets:
 _PATH_FIELDS = ("tokenizer_dir", "teacher_dir", "student_dir", "train_file", "val_file", "test_file", "reward_path")
 
 
-def _params(task: str, seed: int, quick: bool) -> dict:
-    return {"task": task, "seed": seed, "quick": quick, "build_version": BUILD_VERSION}
+def _params(task: str, seed: int, quick: bool, student_target: float) -> dict:
+    return {"task": task, "seed": seed, "quick": quick, "student_target": student_target,
+            "build_version": BUILD_VERSION}
 
 
 def _load(out: Path) -> ToyAssets:
@@ -136,24 +140,37 @@ def build_assets(
     seed: int = 0,
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
+    student_target: float | None = None,
 ) -> ToyAssets:
     """Build (or reuse) the assets of ``task`` with ``seed`` under ``out_dir``; see the module doc.
 
-    A folder holding a complete build with the same (task, seed, quick) and ``BUILD_VERSION`` is
-    reused as it is; one from an older ``BUILD_VERSION`` is rebuilt; one holding another (task,
-    seed, quick) is an error (choose another folder); an incomplete one is overwritten.
+    A folder holding a complete build with the same parameters and ``BUILD_VERSION`` is reused as
+    it is; one from another ``BUILD_VERSION`` is rebuilt; one holding another build (task, seed,
+    quick, student_target) is an error (choose another folder); an incomplete one is overwritten.
     ``quick`` builds small data and a short run (~20 s; tests: the teacher clearly better than the
     student); the full build (1-2 min on 2 cores) gives teacher ≥ 0.8 and student ≤ 0.3 test accuracy.
+
+    ``student_target`` (default 0.2, quick 0.1) is the closeness knob: the student is the latest
+    checkpoint whose selection accuracy is ≤ it, so a higher value gives a student closer to the
+    teacher (on-policy distillation converges in fewer steps) with a higher starting accuracy.
     """
     spec = get_task(task)
+    profile = _profile(task, quick)
+    if student_target is not None:
+        if not 0.0 <= student_target < 1.0:
+            raise ValueError(f"student_target={student_target!r}: give an accuracy in [0, 1)")
+        profile = dataclasses.replace(profile, student_target=float(student_target))
     out = Path(out_dir).resolve()
-    params = _params(task, seed, quick)
+    params = _params(task, seed, quick, profile.student_target)
     marker = out / MARKER
     if marker.exists():
         found = json.loads(marker.read_text())
         if found == params:
             return _load(out)
-        if {k: found.get(k) for k in ("task", "seed", "quick")} != {k: params[k] for k in ("task", "seed", "quick")}:
+        other_build = any(found.get(k) != params[k] for k in ("task", "seed", "quick")) or (
+            found.get("build_version") == BUILD_VERSION and found.get("student_target") != params["student_target"]
+        )
+        if other_build:
             raise ValueError(
                 f"{out} already holds toy assets built with {found}; asked for {params}: use another folder"
             )
@@ -164,7 +181,6 @@ def build_assets(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(min(THREADS, os.cpu_count() or 1))
     try:
-        profile = _profile(task, quick)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("tokenizer", "teacher", "student", "data"):
             shutil.rmtree(out / name, ignore_errors=True)
@@ -230,6 +246,7 @@ def build_assets(
             teacher_step=teacher_snap.step,
             student_step=student_snap.step,
             student_select_accuracy=student_snap.accuracy,
+            student_target=profile.student_target,
             num_rows={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
             num_params=num_params,
             build_seconds=round(time.perf_counter() - start, 1),

@@ -92,6 +92,15 @@ def test_a_complete_folder_is_reused(quick_assets):
 def test_a_folder_of_another_build_is_refused(quick_assets):
     with pytest.raises(ValueError, match="already holds toy assets"):
         build_assets(quick_assets.out_dir, task="add", seed=1, quick=True)
+    with pytest.raises(ValueError, match="already holds toy assets"):
+        build_assets(quick_assets.out_dir, task="add", seed=0, quick=True, student_target=0.05)
+    assert build_assets(quick_assets.out_dir, task="add", seed=0, quick=True, student_target=0.1).reused
+
+
+def test_student_target_must_be_an_accuracy(tmp_path):
+    with pytest.raises(ValueError, match="student_target"):
+        build_assets(tmp_path, task="add", quick=True, student_target=1.5)
+    assert not any(tmp_path.iterdir())
 
 
 def test_an_incomplete_folder_is_rebuilt_and_an_older_builders_too(tmp_path, monkeypatch):
