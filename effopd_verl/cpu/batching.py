@@ -41,12 +41,14 @@ class MicroBatcher(Generic[Req, Res]):
         self._window_s = window_s
         self._queue: Optional[asyncio.Queue] = None
         self._worker: Optional[asyncio.Task] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.stats = BatchStats()
 
     async def submit(self, request: Req) -> Res:
         """Queue ``request`` and wait for its result (exceptions of its batch are raised here)."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._loop is not loop:  # a queue belongs to one event loop
+            self._queue, self._loop, self._worker = asyncio.Queue(), loop, None
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run())
         future: asyncio.Future = asyncio.get_running_loop().create_future()
