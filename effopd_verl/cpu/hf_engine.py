@@ -172,7 +172,8 @@ class HFEngine:
             temperature=None if greedy else first.temperature,
             top_p=None if greedy or first.top_p >= 1.0 else first.top_p,
             top_k=None if greedy or first.top_k <= 0 else first.top_k,
-            eos_token_id=None if first.ignore_eos else self.eos_token_ids,
+            # ignore_eos: an id no token has (None would fall back to the model's own end tokens)
+            eos_token_id=[self.model.config.vocab_size] if first.ignore_eos else self.eos_token_ids,
             pad_token_id=self.pad_token_id,
             output_logits=True,
             return_dict_in_generate=True,
