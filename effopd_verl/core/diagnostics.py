@@ -13,7 +13,8 @@ For one weight matrix, the update is ΔW = W_t − W_base (computed in fp32) wit
 - subspace alignment           for two updates A, B and the top-k left singular vectors U_A, U_B
   (of two updates)             (m×k each): the mean of the cosines of the principal angles between
                                span U_A and span U_B, i.e. the mean singular value of U_Aᵀ U_B
-                               (1 for the same subspace, 0 for orthogonal ones)
+                               (1 for the same subspace, 0 for orthogonal ones). Choose k at most
+                               the updates' rank: singular vectors past it are arbitrary.
 
 A metric that needs a non-zero update is ``nan`` for ΔW = 0. Every matrix is a 2-D tensor present
 in the base and all updated weights; SVDs run in fp32, one matrix at a time, on ``device`` (the GPU
