@@ -1,8 +1,9 @@
 """``effopd-train``: verl 0.9.1's PPO/OPD launcher with EffOPD (hydra config ``configs/effopd_trainer.yaml``).
 
-    effopd-train --config-path "$PWD/configs" --config-name effopd_trainer \\
-        data.train_files=... actor_rollout_ref.model.path=... \\
+    effopd-train data.train_files=... actor_rollout_ref.model.path=... \\
         distillation.teacher_models.teacher_model.model_path=... effopd.enable=true
+
+    effopd-train --config-name toy_cpu ... effopd.enable=true     # the toy task on a CPU
 
 Everything verl's ``main_ppo`` accepts on the command line works here; the config is checked for
 EffOPD's needs before Ray starts.
@@ -18,6 +19,10 @@ PACKAGED_CONFIGS = "pkg://effopd_verl.configs"  # the repository's configs/ fold
 
 def run(config: DictConfig) -> None:
     """Validate ``config`` and train (what the hydra entry calls)."""
+    if config.trainer.get("device") == "cpu":  # before verl's trainer modules read the platform at import
+        from effopd_verl.cpu import activate
+
+        activate()
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config

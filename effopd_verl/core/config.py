@@ -85,6 +85,11 @@ class EffOPDConfig:
     seed: int = 0
     """Seed of the validation-prompt sample and of the validation rollouts."""
 
+    replay_poll_seconds: float = 2.0
+    """Seconds between polls of verl's v1 replay buffer while it waits for a batch (training rollouts
+    and EffOPD's validation rollouts alike, with ``enable`` true or false); verl's default is 2.0. Small
+    models finish a step far sooner: the CPU toy sets 0.05. Positive."""
+
     def __post_init__(self) -> None:
         self.enable = self._check_bool("enable", self.enable)
         self.alphas = self._check_alphas(self.alphas)
@@ -107,6 +112,10 @@ class EffOPDConfig:
         self.first_trigger = self._check_int("first_trigger", self.first_trigger, minimum=1)
         self.growth = self._check_int("growth", self.growth, minimum=2)
         self.seed = self._check_int("seed", self.seed, minimum=0)
+        poll = self.replay_poll_seconds
+        if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not math.isfinite(poll) or poll <= 0:
+            raise _invalid("replay_poll_seconds", poll, "a finite number of seconds > 0, e.g. 2.0 (verl's default)")
+        self.replay_poll_seconds = float(poll)
 
     @staticmethod
     def _check_bool(name: str, value: Any) -> bool:

@@ -67,7 +67,7 @@ def reward_scores(trainer, prompts: dict, tag: str) -> list[float]:
         final = _final_output_per_session(meta.keys)
         data = tq.kv_batch_get(keys=final, partition_id=meta.partition_id, select_fields=["uid", "rm_scores"])
         per_uid: dict[str, list[float]] = defaultdict(list)
-        for uid, score in zip(data["uid"].tolist(), data["rm_scores"].sum(dim=1).tolist()):
+        for uid, score in zip(list(data["uid"]), data["rm_scores"].sum(dim=1).tolist()):
             per_uid[str(uid)].append(float(score))
     finally:
         tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)

@@ -47,6 +47,11 @@ class EffOPDTrainer(PPOTrainerSync):
         super().__init__(config)
 
     # ------------------------------------------------------------------ set-up hooks
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        buffer.poll_interval = self.effopd.replay_poll_seconds
+        return buffer
+
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
         if self.effopd.enable:

@@ -2,7 +2,7 @@
 
 Every key an example writes must already exist in verl's ppo_trainer config (a hydra merge accepts
 new keys silently, so composing alone would not catch a misspelt one); the `effopd:` section and
-EffOPD's verl settings must match configs/effopd_trainer.yaml; verl's and effopd-verl's own config
+EffOPD's verl settings must match configs/effopd_defaults.yaml; verl's and effopd-verl's own config
 checks must pass on the composed result.
 """
 
@@ -111,7 +111,7 @@ def test_both_examples_exist_and_nothing_else_is_in_the_folder():
 @pytest.mark.parametrize("nodes", sorted(NAMES))
 def test_every_key_an_example_writes_exists_in_verl_ppo_trainer(nodes, verl_ppo_trainer):
     written = own_yaml(EXAMPLES / f"{NAMES[nodes]}.yaml")
-    written.pop("effopd")  # the plugin's own section; checked against effopd_trainer.yaml below
+    written.pop("effopd")  # the plugin's own section; checked against effopd_defaults.yaml below
     unknown = [key for key, _ in leaves(written) if not key_exists(verl_ppo_trainer, key)]
     assert unknown == []
 
@@ -124,9 +124,9 @@ def test_key_check_catches_a_misspelt_key(verl_ppo_trainer):
 
 
 @pytest.mark.parametrize("nodes", sorted(NAMES))
-def test_examples_keep_every_setting_of_effopd_trainer_yaml(nodes, examples):
-    """The examples spell effopd_trainer.yaml out (hydra.searchpath bars it as a default): same values."""
-    base_written = own_yaml(CONFIGS / "effopd_trainer.yaml")
+def test_examples_keep_every_setting_of_effopd_defaults_yaml(nodes, examples):
+    """The examples build on effopd_defaults.yaml as effopd_trainer.yaml does: same values, EffOPD on."""
+    base_written = own_yaml(CONFIGS / "effopd_defaults.yaml")
     base = compose_effopd_trainer()
     intended = {"effopd.enable": True}  # the examples run EffOPD; effopd_trainer.yaml defaults to OPD
     for key, _ in leaves(base_written):
