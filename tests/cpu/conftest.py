@@ -1,9 +1,8 @@
-"""Fixtures of the CPU-backend tests: a tiny random Qwen3 for the engine's unit tests, the toy task
-(built by effopd_verl.toy) for the end-to-end runs."""
+"""Fixtures of the CPU-backend tests: a tiny random Qwen3 for the engine's unit tests (the toy task
+of the end-to-end runs is tests/conftest.py's ``toy_assets``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -44,12 +43,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="session")
-def toy_assets(tmp_path_factory: pytest.TempPathFactory):
-    """The toy task (quick build), shared by the end-to-end tests; EFFOPD_TOY_ASSETS reuses a built folder."""
-    from effopd_verl.toy.build import build_assets
-
-    out = os.environ.get("EFFOPD_TOY_ASSETS") or str(tmp_path_factory.mktemp("toy_assets"))
-    return build_assets(out, task="add", seed=0, quick=True)

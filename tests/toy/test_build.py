@@ -24,8 +24,8 @@ def _digest(root: Path) -> dict[str, str]:
     return out
 
 
-def test_layout_and_recorded_paths(quick_assets):
-    a = quick_assets
+def test_layout_and_recorded_paths(toy_assets):
+    a = toy_assets
     for d in (a.tokenizer_dir, a.teacher_dir, a.student_dir):
         assert os.path.isdir(d)
     for role_dir in (a.teacher_dir, a.student_dir):
@@ -42,15 +42,15 @@ def test_layout_and_recorded_paths(quick_assets):
     assert (Path(a.out_dir) / MARKER).exists()
 
 
-def test_teacher_clearly_beats_the_student(quick_assets):
-    a = quick_assets
+def test_teacher_clearly_beats_the_student(toy_assets):
+    a = toy_assets
     assert a.teacher_accuracy >= a.student_accuracy + 0.2, (a.teacher_accuracy, a.student_accuracy)
     assert a.student_accuracy <= 0.3
     assert a.student_step < a.teacher_step
 
 
-def test_models_load_with_auto_classes_and_answer_through_the_chat_template(quick_assets):
-    a = quick_assets
+def test_models_load_with_auto_classes_and_answer_through_the_chat_template(toy_assets):
+    a = toy_assets
     tokenizer = AutoTokenizer.from_pretrained(a.teacher_dir)
     model = AutoModelForCausalLM.from_pretrained(a.teacher_dir)
     assert model.config.model_type == "qwen3" and model.config.tie_word_embeddings
@@ -71,8 +71,8 @@ def test_models_load_with_auto_classes_and_answer_through_the_chat_template(quic
     assert scores == [float(t == rm["ground_truth"]) for t, rm in zip(batched, test.reward_model)]
 
 
-def test_student_has_the_teachers_architecture_and_tokenizer_but_other_weights(quick_assets):
-    a = quick_assets
+def test_student_has_the_teachers_architecture_and_tokenizer_but_other_weights(toy_assets):
+    a = toy_assets
     s = AutoModelForCausalLM.from_pretrained(a.student_dir)
     t = AutoModelForCausalLM.from_pretrained(a.teacher_dir)
     strip = lambda c: {k: v for k, v in c.to_dict().items() if k != "_name_or_path"}  # noqa: E731
@@ -82,19 +82,19 @@ def test_student_has_the_teachers_architecture_and_tokenizer_but_other_weights(q
     assert max(diff) > 0
 
 
-def test_a_complete_folder_is_reused(quick_assets):
-    again = build_assets(quick_assets.out_dir, task="add", seed=0, quick=True)
+def test_a_complete_folder_is_reused(toy_assets):
+    again = build_assets(toy_assets.out_dir, task="add", seed=0, quick=True)
     assert again.reused
     fields = {f.name for f in dataclasses.fields(again)} - {"reused"}
-    assert {k: getattr(again, k) for k in fields} == {k: getattr(quick_assets, k) for k in fields}
+    assert {k: getattr(again, k) for k in fields} == {k: getattr(toy_assets, k) for k in fields}
 
 
-def test_a_folder_of_another_build_is_refused(quick_assets):
+def test_a_folder_of_another_build_is_refused(toy_assets):
     with pytest.raises(ValueError, match="already holds toy assets"):
-        build_assets(quick_assets.out_dir, task="add", seed=1, quick=True)
+        build_assets(toy_assets.out_dir, task="add", seed=1, quick=True)
     with pytest.raises(ValueError, match="already holds toy assets"):
-        build_assets(quick_assets.out_dir, task="add", seed=0, quick=True, student_target=0.05)
-    assert build_assets(quick_assets.out_dir, task="add", seed=0, quick=True, student_target=0.1).reused
+        build_assets(toy_assets.out_dir, task="add", seed=0, quick=True, student_target=0.05)
+    assert build_assets(toy_assets.out_dir, task="add", seed=0, quick=True, student_target=0.1).reused
 
 
 def test_student_target_must_be_an_accuracy(tmp_path):

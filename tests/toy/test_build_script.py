@@ -18,12 +18,12 @@ def test_list_tasks_prints_one_name_per_line():
     assert out.returncode == 0 and out.stdout.splitlines() == task_names()
 
 
-def test_it_reports_the_accuracies_of_a_build(quick_assets):
-    out = _run(quick_assets.out_dir, "--task", "add", "--seed", "0", "--quick")
+def test_it_reports_the_accuracies_of_a_build(toy_assets):
+    out = _run(toy_assets.out_dir, "--task", "add", "--seed", "0", "--quick")
     assert out.returncode == 0, out.stderr
     assert "(reused)" in out.stdout
-    assert f"teacher test accuracy {quick_assets.teacher_accuracy:.3f}" in out.stdout
-    assert f"student test accuracy {quick_assets.student_accuracy:.3f}" in out.stdout
+    assert f"teacher test accuracy {toy_assets.teacher_accuracy:.3f}" in out.stdout
+    assert f"student test accuracy {toy_assets.student_accuracy:.3f}" in out.stdout
 
 
 def test_unknown_task_and_missing_folder_are_usage_errors():
