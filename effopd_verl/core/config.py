@@ -85,6 +85,10 @@ class EffOPDConfig:
     seed: int = 0
     """Seed of the validation-prompt sample and of the validation rollouts."""
 
+    direction_cosine: bool = True
+    """Log ``effopd/geometry/direction_cosine``, the cosine between consecutive directions d, from every
+    61st element of d kept between triggers (1.6% of a local shard in fp32); false holds no sample."""
+
     replay_poll_seconds: float = 2.0
     """Seconds between polls of verl's v1 replay buffer while it waits for a batch (training rollouts
     and EffOPD's validation rollouts alike, with ``enable`` true or false); verl's default is 2.0. Small
@@ -92,6 +96,7 @@ class EffOPDConfig:
 
     def __post_init__(self) -> None:
         self.enable = self._check_bool("enable", self.enable)
+        self.direction_cosine = self._check_bool("direction_cosine", self.direction_cosine)
         self.alphas = self._check_alphas(self.alphas)
         self.val_size = self._check_int("val_size", self.val_size, minimum=1)
         if self.val_files is not None and (not isinstance(self.val_files, str) or not self.val_files.strip()):

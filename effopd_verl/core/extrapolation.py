@@ -10,7 +10,13 @@ Notation (per selected parameter, elementwise on the local shard of each rank)::
 Every candidate is computed afresh from (θ_t, θ_anchor), never from the previous candidate, and
 ``restore`` writes θ_t back bitwise. ``commit(α)`` makes θ(α) the parameters and the new anchor.
 Memory held per rank: the fp32 anchor plus the θ_t snapshot, i.e. 2× the local shard for fp32
-parameters; transient memory is one parameter's worth.
+parameters (plus 1/61 of it for the direction sample below, unless it is switched off); transient
+memory is one parameter's worth.
+
+Consecutive directions: ``snapshot`` keeps every 61st element of d (a prime stride, so no alignment
+with power-of-two widths) and returns the products ⟨d_k, d_{k−1}⟩, ‖d_k‖², ‖d_{k−1}‖² over those
+elements; summed over ranks they give cos(d_k, d_{k−1}) from a fixed systematic sample of 1.6% of
+the elements.
 
 The tensors are whatever the caller passes: plain tensors or the local shards of FSDP2 DTensors
 (a DTensor is reduced to ``to_local()``, which aliases its storage). Resolve them freshly on every
@@ -23,7 +29,7 @@ Example::
     >>> ex = ShardedExtrapolation(selects=lambda name: True)
     >>> ex.set_anchor([("w", w)])                     # θ_anchor = 0
     >>> with torch.no_grad(): _ = w.add_(1.0)         # a training step: θ_t = 1
-    >>> ex.snapshot([("w", w)])                       # ‖d‖² per name
+    >>> ex.snapshot([("w", w)]).squared_norms         # ‖d‖² per name
     {'w': 3.0}
     >>> ex.apply(2.0, [("w", w)]), w.tolist()         # θ_t + 2·d
     (True, [3.0, 3.0, 3.0])
@@ -35,12 +41,35 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.distributed.tensor import DTensor
 
 NamedTensors = Iterable[tuple[str, torch.Tensor]]
+
+DIRECTION_SAMPLE_STRIDE = 61
+"""Every 61st element of each local shard of d is kept until the next trigger (see module doc)."""
+
+_SAMPLE_PREFIX = "direction_sample."
+
+
+@dataclass
+class DirectionStats:
+    """What ``snapshot`` reports of d_k on this rank; every field adds up across ranks."""
+
+    squared_norms: dict[str, float]
+    """‖d_k‖² per parameter name (all elements of the local shard)."""
+
+    sample_dot: float | None = None
+    """⟨d_k, d_{k−1}⟩ over the sampled elements; None at the first trigger."""
+
+    sample_sq: float | None = None
+    """‖d_k‖² over the sampled elements; None at the first trigger."""
+
+    sample_prev_sq: float | None = None
+    """‖d_{k−1}‖² over the sampled elements; None at the first trigger."""
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -51,14 +80,17 @@ def local_tensor(t: torch.Tensor) -> torch.Tensor:
 class ShardedExtrapolation:
     """Anchor, θ_t snapshot, candidates, restore and commit over named local shards (see module doc)."""
 
-    def __init__(self, selects: Callable[[str], bool], anchor_device: str = "cpu") -> None:
-        """``selects(name)`` says which parameters take part; ``anchor_device`` is ``cpu`` or ``same``."""
+    def __init__(self, selects: Callable[[str], bool], anchor_device: str = "cpu", direction_sample: bool = True) -> None:
+        """``selects(name)`` says which parameters take part; ``anchor_device`` is ``cpu`` or ``same``;
+        ``direction_sample`` keeps the 1/61 sample of d that gives the cosine of consecutive directions."""
         if anchor_device not in ("cpu", "same"):
             raise ValueError(f"effopd.anchor_device={anchor_device!r} is invalid: choose one of ['cpu', 'same']")
         self._selects = selects
         self._anchor_device = anchor_device
         self._anchor: dict[str, torch.Tensor] = {}
         self._theta_t: dict[str, torch.Tensor] = {}
+        self._direction_sample: dict[str, torch.Tensor] = {}
+        self._keep_sample = direction_sample
 
     # ---------------------------------------------------------------- state
     @property
@@ -77,14 +109,14 @@ class ShardedExtrapolation:
 
     def bytes_held(self) -> int:
         """Bytes of the anchor and of the θ_t snapshot held now (the memory EffOPD adds per rank)."""
-        tensors = list(self._anchor.values()) + list(self._theta_t.values())
+        tensors = [*self._anchor.values(), *self._theta_t.values(), *self._direction_sample.values()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     # ---------------------------------------------------------------- operations
     @torch.no_grad()
     def set_anchor(self, named: NamedTensors) -> None:
-        """θ_anchor := the current selected parameters (fp32 copies)."""
-        self._theta_t = {}
+        """θ_anchor := the current selected parameters (fp32 copies); forgets the previous direction."""
+        self._theta_t, self._direction_sample = {}, {}
         self._anchor = {name: self._copy_to_store(t, torch.float32) for name, t in self._selected(named)}
         if not self._anchor:
             raise ValueError(
@@ -93,20 +125,28 @@ class ShardedExtrapolation:
             )
 
     @torch.no_grad()
-    def snapshot(self, named: NamedTensors) -> dict[str, float]:
-        """θ_t := the current parameters (exact copies); returns the local ‖d‖² per name, d = θ_t − θ_anchor.
+    def snapshot(self, named: NamedTensors) -> DirectionStats:
+        """θ_t := the current parameters (exact copies); reports d = θ_t − θ_anchor (see DirectionStats).
 
         One host synchronisation for all names.
         """
         self._require_anchor()
-        theta_t, sq_norms = {}, []
+        theta_t, sample, sums = {}, {}, []
+        previous = self._direction_sample
         for name, t in self._selected(named, expect=self._anchor):
             theta_t[name] = self._copy_to_store(t, t.dtype)
             d = t.float() - self._anchor[name].to(t.device, non_blocking=True)
-            sq_norms.append(torch.linalg.vector_norm(d).square().reshape(1).cpu())
-        self._theta_t = theta_t
-        values = torch.cat(sq_norms).tolist() if sq_norms else []
-        return dict(zip(theta_t, values))
+            d_sample = d.reshape(-1)[::DIRECTION_SAMPLE_STRIDE]
+            prev = previous[name].to(t.device, non_blocking=True) if name in previous else torch.zeros_like(d_sample)
+            sums.append(torch.stack([d.square().sum(), d_sample @ prev, d_sample.square().sum(), prev.square().sum()]))
+            if self._keep_sample:
+                sample[name] = self._copy_to_store(d_sample, torch.float32, like=t)
+        self._theta_t, self._direction_sample = theta_t, sample
+        table = torch.stack(sums).cpu().tolist() if sums else []
+        stats = DirectionStats({name: row[0] for name, row in zip(theta_t, table)})
+        if previous:
+            stats.sample_dot, stats.sample_sq, stats.sample_prev_sq = (sum(row[i] for row in table) for i in (1, 2, 3))
+        return stats
 
     @torch.no_grad()
     def apply(self, alpha: float, named: NamedTensors) -> bool:
@@ -143,14 +183,18 @@ class ShardedExtrapolation:
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The anchor as ``{name: fp32 CPU tensor}``; only valid between searches (no θ_t held)."""
+        """``{name: anchor}`` and ``{"direction_sample." + name: sample}``, fp32 CPU tensors; only between searches."""
         if self.in_search:
             raise RuntimeError("EffOPD state cannot be saved in the middle of a search: commit first")
-        return {name: a.detach().to("cpu", copy=True) for name, a in self._anchor.items()}
+        state = {name: a.detach().to("cpu", copy=True) for name, a in self._anchor.items()}
+        state.update({_SAMPLE_PREFIX + name: v.detach().to("cpu", copy=True) for name, v in self._direction_sample.items()})
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor], named: NamedTensors) -> None:
-        """Restore the anchor from ``state_dict()``; ``named`` gives the live parameters to check shapes against."""
+        """Restore the anchor (and direction sample) from ``state_dict()``; ``named`` gives the live parameters."""
         live = {name: t for name, t in self._selected(named)}
+        samples = {k[len(_SAMPLE_PREFIX) :]: v for k, v in state.items() if k.startswith(_SAMPLE_PREFIX)}
+        state = {k: v for k, v in state.items() if not k.startswith(_SAMPLE_PREFIX)}
         if set(live) != set(state):
             missing, extra = sorted(set(live) - set(state)), sorted(set(state) - set(live))
             raise ValueError(
@@ -167,6 +211,7 @@ class ShardedExtrapolation:
                 )
             anchor[name] = self._copy_to_store(saved, torch.float32, like=t)
         self._anchor, self._theta_t = anchor, {}
+        self._direction_sample = {name: self._copy_to_store(v, torch.float32, like=live[name]) for name, v in samples.items()}
 
     # ---------------------------------------------------------------- internals
     def _selected(self, named: NamedTensors, expect: dict | None = None) -> Iterator[tuple[str, torch.Tensor]]:

@@ -7,6 +7,11 @@ before verl's checkpoint save and its final weight push in ``on_step_end``):
     for α in alphas:  θ := θ_t + α·d  → score  → accept while it strictly improves, else stop
     θ := accepted point;  θ_anchor := θ
 
+Logged at each trigger: ``effopd/score_base``, ``score_best``, ``accepted_alpha``,
+``candidates_scored``, ``search_seconds``, ``direction_norm``, ``score_alpha_<α>`` and the direction's
+geometry ``effopd/geometry/*`` (cosine with the previous direction, share of ‖d‖² per module type,
+‖d‖ per layer; :mod:`effopd_verl.core.live_geometry`).
+
 With ``effopd.enable=false`` nothing of this runs and the trainer is verl's ``PPOTrainerSync``.
 """
 
@@ -23,6 +28,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
+from effopd_verl.core.live_geometry import direction_geometry
 from effopd_verl.core.schedule import TriggerSchedule
 from effopd_verl.core.search import Candidate, SearchResult, greedy_search
 from effopd_verl.integration import scoring
@@ -90,8 +96,8 @@ class EffOPDTrainer(PPOTrainerSync):
     def _effopd_search(self) -> dict[str, float]:
         wg, step = self.actor_rollout_wg, self.global_steps
         start = time.perf_counter()
-        per_rank_sq = wg.effopd_snapshot()
-        direction_norm = math.sqrt(sum(sum(r.values()) for r in per_rank_sq))
+        geometry = direction_geometry(wg.effopd_snapshot())
+        direction_norm = geometry.pop("direction_norm")
         replicas_awake = False
 
         def set_candidate(alpha: float) -> bool:
@@ -119,10 +125,10 @@ class EffOPDTrainer(PPOTrainerSync):
             self.checkpoint_manager.sleep_replicas()
         wg.effopd_commit(result.accepted_alpha)
         seconds = time.perf_counter() - start
-        self.effopd_history.append(_history_record(step, result, direction_norm, seconds))
+        self.effopd_history.append(_history_record(step, result, direction_norm, geometry, seconds))
         print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} "
               f"(score {result.base_score:.4f} → {result.best_score:.4f}, {seconds:.1f}s)", flush=True)
-        return _metrics(result, direction_norm, seconds)
+        return {**_metrics(result, direction_norm, seconds), **{f"effopd/{k}": v for k, v in geometry.items()}}
 
     def _effopd_prompt_ids(self) -> list[list[int]]:
         if not hasattr(self, "_effopd_prompt_ids_cache"):
@@ -193,11 +199,12 @@ def _candidate_line(step: int, c: Candidate) -> str:
     return f"[effopd] step {step} α={c.alpha:<4g} score={c.score:.4f}{gain} {c.outcome} ({c.seconds:.1f}s)"
 
 
-def _history_record(step: int, result: SearchResult, direction_norm: float, seconds: float) -> dict:
+def _history_record(step: int, result: SearchResult, direction_norm: float, geometry: dict, seconds: float) -> dict:
     return {
         "step": step,
         "accepted_alpha": result.accepted_alpha,
         "direction_norm": direction_norm,
+        "direction_cosine": geometry.get("geometry/direction_cosine"),
         "seconds": seconds,
         "candidates": [
             {"alpha": c.alpha, "score": c.score, "outcome": c.outcome, "seconds": c.seconds} for c in result.history

@@ -23,7 +23,7 @@ from verl.utils.fsdp_utils import fsdp_version
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from effopd_verl.core.config import EffOPDConfig
-from effopd_verl.core.extrapolation import ShardedExtrapolation
+from effopd_verl.core.extrapolation import DirectionStats, ShardedExtrapolation
 
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
@@ -49,15 +49,17 @@ class EffOPDActorRolloutRefWorker(ActorRolloutRefWorker):
     def effopd_init(self, settings: dict) -> dict:
         """Build the extrapolation state for ``settings`` (the effopd section) and take θ_anchor := θ."""
         config = EffOPDConfig.from_mapping(settings)
-        self._effopd = ShardedExtrapolation(config.selects, anchor_device=config.anchor_device)
+        self._effopd = ShardedExtrapolation(
+            config.selects, anchor_device=config.anchor_device, direction_sample=config.direction_cosine
+        )
         with self._shards() as named:
             self._effopd.set_anchor(named)
         return {"matched_names": self._effopd.matched_names, "bytes_held": self._effopd.bytes_held()}
 
     # ------------------------------------------------------------------ search
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def effopd_snapshot(self) -> dict[str, float]:
-        """θ_t := θ; returns this rank's ‖d‖² per parameter name."""
+    def effopd_snapshot(self) -> DirectionStats:
+        """θ_t := θ; returns this rank's sums over d (‖d‖² per name, products with the previous d)."""
         with self._shards() as named:
             return self._state().snapshot(named)
 

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from effopd_verl.core.config import EffOPDConfig
-from effopd_verl.core.extrapolation import ShardedExtrapolation
+from effopd_verl.core.extrapolation import DIRECTION_SAMPLE_STRIDE, ShardedExtrapolation
 
 
 def make_model(dtype=torch.float32, seed=0):
@@ -49,7 +49,7 @@ def test_candidate_equals_direct_full_tensor_math(dtype, atol, alpha):
     ex.set_anchor(model.named_parameters())
     train_step(model)
     theta_t = snapshot_all(model)
-    norms = ex.snapshot(model.named_parameters())
+    norms = ex.snapshot(model.named_parameters()).squared_norms
     assert ex.apply(alpha, model.named_parameters())
     for name, p in model.named_parameters():
         if name in SELECTED:
@@ -109,7 +109,7 @@ def test_commit_makes_the_accepted_point_the_anchor():
     # the next direction is measured from the accepted point
     train_step(model, seed=2)
     after = snapshot_all(model)
-    norms = ex.snapshot(model.named_parameters())
+    norms = ex.snapshot(model.named_parameters()).squared_norms
     for name in SELECTED:
         assert norms[name] == pytest.approx((after[name] - accepted[name]).square().sum().item(), rel=1e-5)
 
@@ -148,20 +148,30 @@ def test_bytes_held_is_anchor_plus_snapshot():
     numel = sum(p.numel() for n, p in model.named_parameters() if n in SELECTED)
     assert ex.bytes_held() == 4 * numel  # fp32 anchor
     ex.snapshot(model.named_parameters())
-    assert ex.bytes_held() == 4 * numel + 2 * numel  # + θ_t in bf16
+    sampled = sum(-(-p.numel() // DIRECTION_SAMPLE_STRIDE) for n, p in model.named_parameters() if n in SELECTED)
+    assert ex.bytes_held() == 4 * numel + 2 * numel + 4 * sampled  # + θ_t in bf16 + the fp32 direction sample
     ex.commit(0.0, model.named_parameters())
-    assert ex.bytes_held() == 4 * numel
+    assert ex.bytes_held() == 4 * numel + 4 * sampled
+    without = ShardedExtrapolation(EffOPDConfig().selects, direction_sample=False)
+    without.set_anchor(model.named_parameters())
+    train_step(model)
+    assert without.snapshot(model.named_parameters()).sample_dot is None
+    assert without.bytes_held() == 4 * numel + 2 * numel  # exactly the anchor and θ_t
 
 
 def test_state_dict_round_trip_and_shape_check():
     model = make_model()
     ex = ShardedExtrapolation(EffOPDConfig().selects)
     ex.set_anchor(model.named_parameters())
-    state = ex.state_dict()
     train_step(model)
+    ex.snapshot(model.named_parameters())
+    ex.commit(2.0, model.named_parameters())
+    state = ex.state_dict()  # anchor and the direction sample of this trigger
+    train_step(model, seed=3)
     fresh = ShardedExtrapolation(EffOPDConfig().selects)
     fresh.load_state_dict(state, model.named_parameters())
-    assert fresh.snapshot(model.named_parameters()) == ex.snapshot(model.named_parameters())
+    resumed, uninterrupted = fresh.snapshot(model.named_parameters()), ex.snapshot(model.named_parameters())
+    assert resumed == uninterrupted and resumed.sample_dot is not None
     with pytest.raises(RuntimeError, match="middle of a search"):
         ex.state_dict()
     other = make_model()
@@ -203,3 +213,29 @@ def test_finite_check_is_exact_when_a_sum_overflows_or_a_value_is_nan():
     ex.set_anchor([("w", w)])
     ex.snapshot([("w", w)])
     assert not ex.apply(2.0, [("w", w)])
+
+
+def test_consecutive_direction_products_estimate_the_cosine():
+    """⟨d_k, d_{k−1}⟩ from the 1/61 sample: exact on the sampled elements, close to the full cosine."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.zeros(256, 512))
+    ex = ShardedExtrapolation(lambda name: True)
+    ex.set_anchor([("w", w)])
+    first = torch.randn(256, 512)
+    noise = torch.randn(256, 512)
+    with torch.no_grad():
+        w.add_(first)
+    stats = ex.snapshot([("w", w)])
+    assert stats.sample_dot is None  # no previous direction at the first trigger
+    ex.commit(0.0, [("w", w)])
+    second = 0.8 * first + 0.6 * noise  # cos(first, second) ≈ 0.8
+    with torch.no_grad():
+        w.add_(second)
+    stats = ex.snapshot([("w", w)])
+    a, b = second.reshape(-1)[::DIRECTION_SAMPLE_STRIDE], first.reshape(-1)[::DIRECTION_SAMPLE_STRIDE]
+    assert stats.sample_dot == pytest.approx((a @ b).item(), rel=1e-4)
+    assert stats.sample_sq == pytest.approx(a.square().sum().item(), rel=1e-4)
+    assert stats.sample_prev_sq == pytest.approx(b.square().sum().item(), rel=1e-4)
+    estimate = stats.sample_dot / (stats.sample_sq * stats.sample_prev_sq) ** 0.5
+    exact = torch.nn.functional.cosine_similarity(first.reshape(-1), second.reshape(-1), dim=0).item()
+    assert estimate == pytest.approx(exact, abs=0.02)

@@ -81,7 +81,7 @@ def check_sharded_extrapolation(rank: int) -> None:
     train_step(model, optimizer, seed=1)
     train_step(reference, ref_optimizer, seed=1)
     theta_t = full_params(model)
-    norms = ex.snapshot(model.named_parameters())
+    norms = ex.snapshot(model.named_parameters()).squared_norms
     total_sq = torch.tensor(sum(norms.values()), dtype=torch.float64)
     dist.all_reduce(total_sq)
     expected_sq = sum((theta_t[n] - theta_0[n]).double().square().sum() for n in norms)
@@ -120,7 +120,7 @@ def check_sharded_extrapolation(rank: int) -> None:
         torch.testing.assert_close(after[name], p.detach(), rtol=1e-4, atol=1e-5)
 
     # both ranks hold the same anchor view of the model: the new anchor is the committed point
-    norms = ex.snapshot(model.named_parameters())
+    norms = ex.snapshot(model.named_parameters()).squared_norms
     total_sq = torch.tensor(sum(norms.values()), dtype=torch.float64)
     dist.all_reduce(total_sq)
     expected_sq = sum((after[n] - committed[n]).double().square().sum() for n in norms)
