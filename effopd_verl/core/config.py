@@ -76,6 +76,10 @@ class EffOPDConfig:
     """When > 0, a candidate must also beat the best by this many standard errors of the paired
     per-prompt score differences; 0 turns the test off."""
 
+    fixed_alpha: float | None = None
+    """A baseline, not EffOPD: when set, every trigger commits θ_t + fixed_alpha·d without scoring
+    anything (the fixed-extrapolation style of AlphaOPD / ExPO); null (the default) runs the search."""
+
     first_trigger: int = 1
     """First global step (1-based) at which a search runs."""
 
@@ -114,6 +118,11 @@ class EffOPDConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise _invalid(name, value, "a finite number >= 0")
             setattr(self, name, float(value))
+        if self.fixed_alpha is not None:
+            value = self.fixed_alpha
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise _invalid("fixed_alpha", value, "null (search) or a finite number > 0, e.g. 2")
+            self.fixed_alpha = float(value)
         self.first_trigger = self._check_int("first_trigger", self.first_trigger, minimum=1)
         self.growth = self._check_int("growth", self.growth, minimum=2)
         self.seed = self._check_int("seed", self.seed, minimum=0)

@@ -46,7 +46,8 @@ class Candidate:
     seconds: float
     """Wall time to set the parameters and score them."""
     outcome: str
-    """One of base, improved, not_better, not_significant, nonfinite_params, nan_score."""
+    """One of base, improved, not_better, not_significant, nonfinite_params, nan_score (and fixed: taken
+    unscored by the fixed-α baseline of the trainer)."""
     improvement: float = math.nan
     """Mean paired improvement over the best point before it."""
     improvement_se: float = math.nan

@@ -115,19 +115,22 @@ class EffOPDTrainer(PPOTrainerSync):
             replicas_awake = True
             return scoring.reward_scores(self, self.effopd_prompts, tag=f"effopd{step}a{alpha:g}".replace(".", "d"))
 
-        result = greedy_search(
-            self.effopd.alphas, set_candidate, score,
-            min_improvement=self.effopd.min_improvement,
-            min_improvement_se=self.effopd.min_improvement_se,
-            on_candidate=lambda c: print(_candidate_line(step, c), flush=True),
-        )
+        if self.effopd.fixed_alpha is not None:  # the baseline: jump without scoring
+            result = _fixed_jump(self.effopd.fixed_alpha, set_candidate)
+        else:
+            result = greedy_search(
+                self.effopd.alphas, set_candidate, score,
+                min_improvement=self.effopd.min_improvement,
+                min_improvement_se=self.effopd.min_improvement_se,
+                on_candidate=lambda c: print(_candidate_line(step, c), flush=True),
+            )
         if replicas_awake:
             self.checkpoint_manager.sleep_replicas()
         wg.effopd_commit(result.accepted_alpha)
         seconds = time.perf_counter() - start
         self.effopd_history.append(_history_record(step, result, direction_norm, geometry, seconds))
-        print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} "
-              f"(score {result.base_score:.4f} → {result.best_score:.4f}, {seconds:.1f}s)", flush=True)
+        scores = "" if math.isnan(result.base_score) else f"score {result.base_score:.4f} → {result.best_score:.4f}, "
+        print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} ({scores}{seconds:.1f}s)", flush=True)
         return {**_metrics(result, direction_norm, seconds), **{f"effopd/{k}": v for k, v in geometry.items()}}
 
     def _effopd_prompt_ids(self) -> list[list[int]]:
@@ -194,6 +197,14 @@ class EffOPDTrainer(PPOTrainerSync):
         return os.path.abspath(folder)
 
 
+def _fixed_jump(alpha: float, set_candidate) -> SearchResult:
+    """θ_t + α·d taken unscored (rejected only if it holds a NaN/Inf): the fixed-extrapolation baseline."""
+    start = time.perf_counter()
+    finite = set_candidate(alpha)
+    jump = Candidate(alpha, math.nan, finite, time.perf_counter() - start, "fixed" if finite else "nonfinite_params")
+    return SearchResult(alpha if finite else 0.0, [Candidate(0.0, math.nan, True, 0.0, "base"), jump])
+
+
 def _candidate_line(step: int, c: Candidate) -> str:
     gain = "" if math.isnan(c.improvement) else f" Δ={c.improvement:+.4f}±{c.improvement_se:.4f}"
     return f"[effopd] step {step} α={c.alpha:<4g} score={c.score:.4f}{gain} {c.outcome} ({c.seconds:.1f}s)"
@@ -214,13 +225,14 @@ def _history_record(step: int, result: SearchResult, direction_norm: float, geom
 
 def _metrics(result: SearchResult, direction_norm: float, seconds: float) -> dict[str, float]:
     metrics = {
-        "effopd/score_base": result.base_score,
-        "effopd/score_best": result.best_score,
         "effopd/accepted_alpha": result.accepted_alpha,
         "effopd/candidates_scored": result.candidates_scored,
         "effopd/search_seconds": seconds,
         "effopd/direction_norm": direction_norm,
     }
-    for c in result.history[1:]:
-        metrics[f"effopd/score_alpha_{c.alpha:g}"] = c.score
+    if not math.isnan(result.base_score):  # nothing is scored by the fixed-α baseline
+        metrics["effopd/score_base"] = result.base_score
+        metrics["effopd/score_best"] = result.best_score
+        for c in result.history[1:]:
+            metrics[f"effopd/score_alpha_{c.alpha:g}"] = c.score
     return metrics

@@ -93,6 +93,8 @@ def test_from_mapping_accepts_omegaconf_lists_and_rejects_unknown_keys():
         ({"growth": 1}, "growth", ">= 2"),
         ({"growth": 2.0}, "growth", "integer"),
         ({"seed": -1}, "seed", ">= 0"),
+        ({"fixed_alpha": 0}, "fixed_alpha", "> 0"),
+        ({"fixed_alpha": math.nan}, "fixed_alpha", "finite"),
         ({"direction_cosine": "no"}, "direction_cosine", "true or false"),
         ({"replay_poll_seconds": 0}, "replay_poll_seconds", "> 0"),
         ({"replay_poll_seconds": math.inf}, "replay_poll_seconds", "finite"),
