@@ -1,0 +1,217 @@
+"""EffOPD through ``effopd-train`` end to end on the CPU toy task: the real verl 0.9.1 trainer, Ray,
+FSDP2 over gloo and the ``hf`` rollout backend. Nothing is mocked; the scores are the real ones.
+
+The runs sit in the under-stepped regime where extrapolation genuinely helps on this toy (lr 1e-5,
+64 prompts a step): the direction d is stable, so α = 2 is accepted at early triggers, while a huge
+α (1e5) makes a genuinely bad candidate that the search must reject.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+HUGE_ALPHA = 100000.0
+TRIGGERS = [1, 2, 4]
+UNDER_STEPPED = [
+    "data.train_batch_size=64",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+    "actor_rollout_ref.actor.optim.lr=1e-5",
+]
+
+
+@dataclass
+class Run:
+    steps: list[dict]  # verl's logged metrics, one dict per step
+    stdout: str
+    checkpoints: Path
+
+    def state(self, step: int) -> dict:
+        return json.loads((self.checkpoints / f"global_step_{step}" / "effopd" / "state.json").read_text())
+
+
+def effopd_train(assets, run_dir: Path, *overrides: str, steps: int = 5, ranks: int = 1, check: bool = True) -> Run:
+    """``effopd-train --config-name toy_cpu`` on the toy assets; metrics through verl's file logger."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "metrics.jsonl"
+    cmd = [
+        sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu",
+        f"data.train_files={assets.train_file}", f"data.val_files={assets.val_file}",
+        f"actor_rollout_ref.model.path={assets.student_dir}",
+        f"distillation.teacher_models.teacher_model.model_path={assets.teacher_dir}",
+        f"reward.custom_reward_function.path={assets.reward_path}",
+        f"reward.custom_reward_function.name={assets.reward_name}",
+        f"trainer.total_training_steps={steps}", f"trainer.n_gpus_per_node={ranks}",
+        f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        "trainer.logger=[console,file]", f"hydra.run.dir={run_dir / 'hydra'}",
+        *overrides,
+    ]
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(log), "RAY_DEDUP_LOGS": "0"}
+    proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return Run([r.get("data", r) for r in rows], proc.stdout + proc.stderr, run_dir / "checkpoints")
+
+
+def searches(run: Run) -> dict[int, dict]:
+    """Metrics of the steps that ran a search, by step."""
+    return {int(m["training/global_step"]): m for m in run.steps if "effopd/accepted_alpha" in m}
+
+
+def candidates(run: Run, final_step: int) -> list[dict]:
+    return [c for s in run.state(final_step)["history"] for c in s["candidates"] if c["outcome"] != "base"]
+
+
+def model_shard(checkpoint: Path, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """This rank's local shards in verl's FSDP2 checkpoint (DTensors → local tensors)."""
+    path = checkpoint / f"global_step_{step}" / "actor" / f"model_world_size_{world}_rank_{rank}.pt"
+    state = torch.load(path, map_location="cpu", weights_only=False)  # verl's own file: DTensors need pickle
+    return {k: (v.to_local() if hasattr(v, "to_local") else v) for k, v in state.items()}
+
+
+def effopd_shard(checkpoint: Path, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """This rank's EffOPD state file: the anchor by parameter name, and ``direction_sample.<name>``."""
+    return load_file(checkpoint / f"global_step_{step}" / "effopd" / f"anchor_world_size_{world}_rank_{rank}.safetensors")
+
+
+def anchor_shard(checkpoint: Path, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in effopd_shard(checkpoint, step, rank, world).items() if not k.startswith("direction_sample.")}
+
+
+def assert_search_log(run: Run, final_step: int) -> None:
+    """Searches at steps 1, 2 and 4 only, every metric logged, at least one accepted and one rejected candidate,
+    a console line per candidate, and the huge α never accepted."""
+    found = searches(run)
+    assert sorted(found) == TRIGGERS
+    for step, m in found.items():
+        for key in ("score_base", "score_best", "accepted_alpha", "candidates_scored", "search_seconds", "direction_norm"):
+            assert f"effopd/{key}" in m, (step, key)
+        assert m["effopd/score_best"] >= m["effopd/score_base"]
+        assert m["effopd/direction_norm"] > 0
+        assert sum(v for k, v in m.items() if k.startswith("effopd/geometry/norm_share/")) == pytest.approx(1.0)
+        assert m["effopd/geometry/layer_norm/000"] > 0
+        assert ("effopd/geometry/direction_cosine" in m) == (step > 1)
+        assert f"[effopd] step {step} α=0" in run.stdout
+    assert any(m["effopd/accepted_alpha"] > 0 for m in found.values()), found
+    assert all(m["effopd/accepted_alpha"] < HUGE_ALPHA for m in found.values())
+    tried = candidates(run, final_step)
+    assert any(c["outcome"] == "improved" for c in tried), tried
+    assert any(c["outcome"] != "improved" for c in tried), tried
+    assert all(c["outcome"] != "improved" for c in tried if c["alpha"] == HUGE_ALPHA), tried
+
+
+def assert_rollout_holds_the_actor_weights(run: Run) -> None:
+    """verl compares the rollout's log-probs with the actor's every step: after an accepted search the next
+    step's rollout must hold the accepted weights (pushed by verl's on_step_end)."""
+    for m in run.steps:
+        assert m["training/rollout_probs_diff_max"] < 1e-4, (m["training/global_step"], m["training/rollout_probs_diff_max"])
+
+
+@pytest.mark.slow
+def test_reward_search_on_two_ranks(toy_assets, tmp_path):
+    run = effopd_train(
+        toy_assets, tmp_path / "run", *UNDER_STEPPED,
+        "effopd.enable=true", "effopd.score=reward", f"effopd.val_files={toy_assets.val_file}",
+        f"effopd.alphas=[2,8,{HUGE_ALPHA:g}]", "trainer.save_freq=4", ranks=2,
+    )
+    assert_search_log(run, final_step=5)
+    assert_rollout_holds_the_actor_weights(run)
+    # after the search of step 4 every rank's anchor is its shard of the accepted point, and the shards split
+    # each matrix between the ranks (nothing gathered, nothing replicated)
+    for rank in range(2):
+        model, anchor = model_shard(run.checkpoints, 4, rank, 2), anchor_shard(run.checkpoints, 4, rank, 2)
+        assert anchor and set(anchor) <= set(model)
+        for name, tensor in anchor.items():
+            assert torch.equal(tensor, model[name].float()), (rank, name)
+    full = model_shard(run.checkpoints, 4, 0, 2)
+    other = model_shard(run.checkpoints, 4, 1, 2)
+    name = next(iter(anchor_shard(run.checkpoints, 4, 0, 2)))
+    assert full[name].shape[0] + other[name].shape[0] > full[name].shape[0] > 0
+
+
+@pytest.mark.slow
+def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets, tmp_path):
+    settings = [*UNDER_STEPPED, "effopd.enable=true", "effopd.score=teacher_logprob", "effopd.val_size=32",
+                f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "trainer.save_freq=2"]
+    whole = effopd_train(toy_assets, tmp_path / "whole", *settings)
+    assert_search_log(whole, final_step=5)
+    assert_rollout_holds_the_actor_weights(whole)
+
+    # the same run stopped after the trigger of step 2, then resumed from its checkpoint
+    effopd_train(toy_assets, tmp_path / "split", *settings, steps=2)
+    resumed = effopd_train(toy_assets, tmp_path / "split", *settings, steps=5)
+    assert sorted(searches(resumed)) == [4]
+    assert_same_history(resumed, whole, final_step=5)
+    whole_model, resumed_model = model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1)
+    for name, tensor in whole_model.items():
+        assert torch.equal(tensor, resumed_model[name]), name
+    for name, tensor in effopd_shard(whole.checkpoints, 5, 0, 1).items():
+        assert torch.equal(tensor, effopd_shard(resumed.checkpoints, 5, 0, 1)[name]), name
+
+
+def assert_same_history(a: Run, b: Run, final_step: int) -> None:
+    """Search histories equal in everything but the seconds they took."""
+
+    def decisions(run: Run) -> list:
+        return [
+            (s["step"], s["accepted_alpha"], s["direction_norm"], [(c["alpha"], c["score"], c["outcome"]) for c in s["candidates"]])
+            for s in run.state(final_step)["history"]
+        ]
+
+    assert decisions(a) == decisions(b)
+
+
+@pytest.mark.slow
+def test_fixed_alpha_baseline_jumps_unscored(toy_assets, tmp_path):
+    """effopd.fixed_alpha: every trigger takes θ_t + α·d without scoring; the rollout gets the jumped weights."""
+    run = effopd_train(toy_assets, tmp_path / "fixed", *UNDER_STEPPED, "effopd.enable=true", "effopd.fixed_alpha=2",
+                       "trainer.save_freq=3", steps=3)
+    found = searches(run)
+    assert sorted(found) == [1, 2]
+    assert all(m["effopd/accepted_alpha"] == 2.0 and m["effopd/candidates_scored"] == 0 for m in found.values())
+    assert not any(k.startswith("effopd/score") for m in found.values() for k in m)
+    assert [c["outcome"] for c in candidates(run, 3)] == ["fixed", "fixed"]
+    assert_rollout_holds_the_actor_weights(run)
+
+
+@pytest.mark.slow
+def test_disabled_effopd_is_verl_opd(toy_assets, tmp_path):
+    """``effopd.enable=false`` through effopd-train gives the weights of verl's own main_ppo, bit for bit."""
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "configs"), "--config-name", "toy_cpu",
+        f"data.train_files={toy_assets.train_file}", f"data.val_files={toy_assets.val_file}",
+        f"actor_rollout_ref.model.path={toy_assets.student_dir}",
+        f"distillation.teacher_models.teacher_model.model_path={toy_assets.teacher_dir}",
+        f"reward.custom_reward_function.path={toy_assets.reward_path}",
+        "trainer.total_training_steps=2", "trainer.save_freq=2",
+        f"trainer.default_local_dir={plain_dir / 'checkpoints'}", f"hydra.run.dir={plain_dir / 'hydra'}",
+    ]
+    proc = subprocess.run(cmd, cwd=plain_dir, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    off = effopd_train(toy_assets, tmp_path / "off", "effopd.enable=false", "trainer.save_freq=2", steps=2)
+    assert not searches(off) and "[effopd]" not in off.stdout
+    assert not (off.checkpoints / "global_step_2" / "effopd").exists()
+    plain, ours = model_shard(plain_dir / "checkpoints", 2, 0, 1), model_shard(off.checkpoints, 2, 0, 1)
+    assert set(plain) == set(ours)
+    for name, tensor in plain.items():
+        assert torch.equal(tensor, ours[name]), name
+
+
+def test_bad_input_stops_before_ray_starts(toy_assets, tmp_path):
+    """A setting EffOPD cannot run with fails in the launcher with the setting and the fix, before any work."""
+    run = effopd_train(toy_assets, tmp_path / "bad", "effopd.enable=true", "actor_rollout_ref.actor.strategy=fsdp",
+                       check=False)
+    assert "actor_rollout_ref.actor.strategy='fsdp'" in run.stdout and "strategy=fsdp2" in run.stdout
+    assert "ray init" not in run.stdout.lower() and not run.steps
