@@ -1,0 +1,596 @@
+#!/usr/bin/env python
+"""Does EffOPD get there sooner? Vanilla OPD vs EffOPD vs fixed extrapolation, through ``effopd-train``
+(verl 0.9.1's real trainer on the CPU toy task), measured on the held-out test split.
+
+Arms (identical seeds, data order, batch and step budget; one ``effopd-train`` run each per seed):
+
+  vanilla_tuned        vanilla OPD at the tuned lr (found by a sweep, see below)
+  effopd_tlp_tuned     EffOPD, score=teacher_logprob, at the tuned lr (it must do no harm)
+  vanilla_under        vanilla OPD at the under-stepped lr (tuned / --under-factor)
+  effopd_reward_under  EffOPD, score=reward (the paper's), under-stepped
+  effopd_tlp_under     EffOPD, score=teacher_logprob, under-stepped
+  fixed2_under         fixed extrapolation baseline: θ_t + 2·d at every trigger, unscored (ExPO / AlphaOPD style)
+
+Tuned lr: vanilla OPD at each ``--sweep-lrs`` value, seed = the first seed, the same step budget; the
+lr with the highest final exact match on the toy's *validation* split (never the test split) wins.
+The sweep's run at the winning lr is the vanilla_tuned run of that seed (same configuration).
+
+Measurement: every run saves an actor checkpoint after every step; each checkpoint is scored offline
+(a 0.4M-parameter model: a second) on the test split: greedy exact match (what verl's validation
+computes; verl's own validation also runs at the last step as a cross-check) and the mean per-token
+log-prob the student gives the teacher's greedy answers. Wall time is the sum of verl's
+``timing_s/step`` (which includes EffOPD's search and excludes validation) minus checkpoint saving.
+
+Per arm: best/final accuracy, steps and wall seconds to 50% and 90% of the vanilla gain at the same
+lr (gain = vanilla's best test accuracy − the initial accuracy; first scored step at or above
+initial + f·gain), search seconds and share of wall time, accepted α per trigger, cosine between
+consecutive directions. Mean and spread over seeds. Top level (per seed, then mean):
+  effopd_step_ratio   vanilla_under steps to 90% / the best EffOPD arm's (reward or teacher_logprob) under-stepped
+  effopd_wall_ratio   the same in wall seconds
+  tuned_lr_step_ratio vanilla_tuned steps to 90% / effopd_tlp_tuned's
+
+    python scripts/bench_speedup.py --assets runs/toy_add --task add --seeds 0 1 2 --steps 32 \\
+        --json docs/results/speedup_add.json --png docs/results/speedup_add.png
+
+Runs are cached under --work (a finished run is reused when its command line is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FRACTIONS = (0.5, 0.9)
+ACC = "test_acc"
+TLP = "test_teacher_logprob"
+LOSS = "actor/distillation/loss"
+
+ARMS = {
+    # name: (lr kind, effopd overrides)
+    "vanilla_tuned": ("tuned", []),
+    "effopd_tlp_tuned": ("tuned", ["effopd.enable=true", "effopd.score=teacher_logprob"]),
+    "vanilla_under": ("under", []),
+    "effopd_reward_under": ("under", ["effopd.enable=true", "effopd.score=reward"]),
+    "effopd_tlp_under": ("under", ["effopd.enable=true", "effopd.score=teacher_logprob"]),
+    "fixed2_under": ("under", ["effopd.enable=true", "effopd.fixed_alpha=2"]),
+}
+VANILLA_OF = {"tuned": "vanilla_tuned", "under": "vanilla_under"}
+EFFOPD_UNDER = ("effopd_reward_under", "effopd_tlp_under")
+
+
+# ----------------------------------------------------------------------------- pure parts (tested)
+def gain_targets(initial: float, vanilla_best: float, fractions=FRACTIONS) -> dict[float, float] | None:
+    """Accuracy to reach for each fraction f of the vanilla gain: initial + f·(vanilla_best − initial).
+    None when vanilla gained nothing (no target is meaningful)."""
+    gain = vanilla_best - initial
+    if not gain > 0:
+        return None
+    return {f: initial + f * gain for f in fractions}
+
+
+def first_reach(xs: list[float], values: list[float], target: float, tol: float = 1e-9) -> float | None:
+    """The first x (step or wall second) whose value is ≥ target; None if never."""
+    for x, v in zip(xs, values):
+        if v is not None and not math.isnan(v) and v >= target - tol:
+            return x
+    return None
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """num / den; None when either is missing or den is not positive."""
+    if num is None or den is None or den <= 0:
+        return None
+    return num / den
+
+
+def aggregate(values: list[float | None]) -> dict:
+    """Mean, sample std, min, max over the present values; how many seeds had none."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    out = {"n": len(present), "missing": len(values) - len(present), "values": values}
+    if present:
+        out.update(mean=statistics.fmean(present), std=statistics.stdev(present) if len(present) > 1 else 0.0,
+                   min=min(present), max=max(present))
+    else:
+        out.update(mean=None, std=None, min=None, max=None)
+    return out
+
+
+def cumulative_wall(step_seconds: list[float]) -> list[float]:
+    total, out = 0.0, []
+    for s in step_seconds:
+        total += s
+        out.append(total)
+    return out
+
+
+@dataclass
+class Curve:
+    """One run, scored: per scored step (0 = the initial student) the test metrics and wall seconds."""
+
+    steps: list[int]
+    wall: list[float]
+    acc: list[float]
+    tlp: list[float] = field(default_factory=list)
+    loss: dict[int, float] = field(default_factory=dict)
+    searches: dict[int, dict] = field(default_factory=dict)  # step -> accepted_alpha, search_seconds, cosine, ...
+    total_wall: float = 0.0
+    verl_final_acc: float | None = None
+
+    def to_json(self) -> dict:
+        return {"steps": self.steps, "wall": self.wall, ACC: self.acc, TLP: self.tlp,
+                "train_loss": {str(k): v for k, v in self.loss.items()},
+                "searches": {str(k): v for k, v in self.searches.items()},
+                "total_wall": self.total_wall, "verl_final_acc": self.verl_final_acc}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Curve":
+        return cls(d["steps"], d["wall"], d[ACC], d.get(TLP, []), {int(k): v for k, v in d.get("train_loss", {}).items()},
+                   {int(k): v for k, v in d.get("searches", {}).items()}, d.get("total_wall", 0.0), d.get("verl_final_acc"))
+
+
+def arm_figures(curve: Curve, vanilla: Curve) -> dict:
+    """One seed's figures for one arm, thresholds from the vanilla run at the same lr and seed."""
+    out = {"initial_acc": curve.acc[0], "best_acc": max(curve.acc), "final_acc": curve.acc[-1],
+           "final_teacher_logprob": curve.tlp[-1] if curve.tlp else None,
+           "best_teacher_logprob": max(curve.tlp) if curve.tlp else None,
+           "wall_seconds": curve.total_wall}
+    targets = gain_targets(vanilla.acc[0], max(vanilla.acc))
+    for f in FRACTIONS:
+        key = f"{int(f * 100)}"
+        out[f"target_acc_{key}"] = targets[f] if targets else None
+        out[f"steps_to_{key}"] = first_reach(curve.steps, curve.acc, targets[f]) if targets else None
+        out[f"wall_to_{key}"] = first_reach(curve.wall, curve.acc, targets[f]) if targets else None
+    search = sum(s.get("search_seconds", 0.0) for s in curve.searches.values())
+    out["search_seconds"] = search
+    out["search_share"] = search / curve.total_wall if curve.total_wall > 0 else None
+    out["accepted_alpha"] = {str(k): s.get("accepted_alpha") for k, s in sorted(curve.searches.items())}
+    out["direction_cosine"] = {str(k): s["direction_cosine"] for k, s in sorted(curve.searches.items())
+                               if s.get("direction_cosine") is not None}
+    return out
+
+
+def summarize(curves: dict[str, dict[int, Curve]]) -> tuple[dict, dict]:
+    """Per arm: per-seed figures and their aggregate; top-level ratios (per seed, then aggregated)."""
+    arms: dict[str, dict] = {}
+    for arm, by_seed in curves.items():
+        vanilla_arm = VANILLA_OF[ARMS[arm][0]]
+        per_seed = {s: arm_figures(c, curves[vanilla_arm][s]) for s, c in by_seed.items() if s in curves.get(vanilla_arm, {})}
+        numeric = sorted({k for f in per_seed.values() for k, v in f.items() if isinstance(v, (int, float)) or v is None})
+        arms[arm] = {"per_seed": {str(s): f for s, f in per_seed.items()},
+                     "mean": {k: aggregate([f.get(k) for f in per_seed.values()]) for k in numeric}}
+    top: dict[str, dict] = {}
+
+    def per_seed_ratio(vanilla: str, candidates: tuple[str, ...], key: str) -> dict:
+        values = []
+        for s in curves.get(vanilla, {}):
+            v = arms[vanilla]["per_seed"][str(s)][key]
+            best = [arms[a]["per_seed"][str(s)][key] for a in candidates if a in arms and str(s) in arms[a]["per_seed"]]
+            best = [b for b in best if b is not None]
+            values.append(ratio(v, min(best)) if best else None)
+        return aggregate(values)
+
+    if "vanilla_under" in arms:
+        top["effopd_step_ratio"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "steps_to_90")
+        top["effopd_wall_ratio"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "wall_to_90")
+        top["effopd_step_ratio_50"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "steps_to_50")
+    if "vanilla_tuned" in arms:
+        top["tuned_lr_step_ratio"] = per_seed_ratio("vanilla_tuned", ("effopd_tlp_tuned",), "steps_to_90")
+        top["tuned_lr_wall_ratio"] = per_seed_ratio("vanilla_tuned", ("effopd_tlp_tuned",), "wall_to_90")
+    return arms, top
+
+
+def pick_tuned_lr(val_acc_by_lr: dict[float, float]) -> float:
+    """The lr with the highest validation accuracy; ties go to the smaller lr."""
+    return max(sorted(val_acc_by_lr), key=lambda lr: (val_acc_by_lr[lr], -lr))
+
+
+def fmt(v, digits=3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
+    def ms(a, k, d=3):
+        m = arms[a]["mean"].get(k)
+        if not m or m["mean"] is None:
+            return "never" if m and m["missing"] else "—"
+        s = fmt(m["mean"], d)
+        if m["n"] > 1:
+            s += f"±{fmt(m['std'], d)}"
+        if m["missing"]:
+            s += f" ({m['missing']} never)"
+        return s
+
+    head = ["arm", "lr", "best acc", "final acc", "final tlp", "steps→50%", "steps→90%", "wall→50% s", "wall→90% s",
+            "wall s", "search s (share)", "accepted α (seed 0)", "cos (seed 0)"]
+    rows = []
+    for a in ARMS:
+        if a not in arms:
+            continue
+        first = next(iter(arms[a]["per_seed"].values()))
+        alphas = ",".join(f"{k}:{fmt(v, 0) if isinstance(v, float) else v}" for k, v in first["accepted_alpha"].items()) or "—"
+        cos = ",".join(f"{k}:{v:.2f}" for k, v in first["direction_cosine"].items()) or "—"
+        share = arms[a]["mean"].get("search_share", {}).get("mean")
+        rows.append([a, f"{lrs[ARMS[a][0]]:.0e}", ms(a, "best_acc"), ms(a, "final_acc"), ms(a, "final_teacher_logprob"),
+                     ms(a, "steps_to_50", 1), ms(a, "steps_to_90", 1), ms(a, "wall_to_50", 0), ms(a, "wall_to_90", 0),
+                     ms(a, "wall_seconds", 0), f"{ms(a, 'search_seconds', 1)} ({fmt(share, 3)})", alphas, cos])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines.append("")
+    for k, v in top.items():
+        vals = ", ".join(fmt(x, 2) if x is not None else "never" for x in v["values"])
+        lines.append(f"{k}: mean {fmt(v['mean'], 2)} (per seed: {vals})")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- scoring checkpoints
+class Scorer:
+    """Greedy exact match and teacher log-prob of a toy student on a parquet split (in process)."""
+
+    def __init__(self, assets: dict, split_file: str):
+        import pandas as pd
+        import torch
+        from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+        from effopd_verl.toy.train import Encoder, greedy_answers
+
+        torch.set_num_threads(1)  # the machine is shared: one thread was as fast as two
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(assets["student_dir"])
+        self.encoder = Encoder(self.tokenizer)
+        frame = pd.read_parquet(split_file)
+        self.pairs = [(r["question"], r["answer"]) for r in frame["extra_info"]]
+        self.max_new = int(assets.get("max_response_length") or 8) + 1
+        self.student_dir = assets["student_dir"]
+        teacher = Qwen3ForCausalLM.from_pretrained(assets["teacher_dir"]).eval()
+        self._greedy = greedy_answers
+        self.teacher_answers = [a.strip() for a in greedy_answers(teacher, self.encoder, [q for q, _ in self.pairs], self.max_new)]
+        self.model = Qwen3ForCausalLM.from_pretrained(self.student_dir).eval()
+        self.initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+
+    def load(self, state: dict | None) -> None:
+        if state is None:
+            self.model.load_state_dict(self.initial)
+            return
+        state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).float() for k, v in state.items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        bad = [m for m in missing if "lm_head" not in m]  # tied embeddings may be saved once
+        if bad or unexpected:
+            raise RuntimeError(f"checkpoint does not fit the toy model: missing {bad[:5]}, unexpected {unexpected[:5]}")
+
+    def greedy(self) -> list[str]:
+        """Greedy answers, batched, full re-forward per new token (no KV cache: ~15-token sequences)."""
+        torch, enc = self.torch, self.encoder
+        out: list[str] = []
+        for i in range(0, len(self.pairs), 1024):
+            prompts = [enc.prompt(q) for q, _ in self.pairs[i:i + 1024]]
+            width = max(len(p) for p in prompts)
+            ids = torch.full((len(prompts), width), enc.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(prompts), width), dtype=torch.long)
+            for j, p in enumerate(prompts):
+                ids[j, width - len(p):] = torch.tensor(p)
+                mask[j, width - len(p):] = 1
+            done = torch.zeros(len(prompts), dtype=torch.bool)
+            new = []
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            past, step_ids = None, ids
+            with torch.no_grad():
+                for _ in range(self.max_new):
+                    res = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+                                     use_cache=True)
+                    past = res.past_key_values
+                    nxt = res.logits[:, -1].argmax(-1)
+                    nxt = torch.where(done, torch.full_like(nxt, enc.pad_id), nxt)
+                    new.append(nxt)
+                    done |= nxt == enc.eos_id
+                    if bool(done.all()):
+                        break
+                    step_ids = nxt[:, None]
+                    mask = torch.cat([mask, torch.ones_like(step_ids)], 1)
+                    pos = pos[:, -1:] + 1
+            gen = torch.stack(new, 1)
+            out.extend(self.tokenizer.batch_decode(gen, skip_special_tokens=True))
+        return out
+
+    def score(self) -> tuple[float, float]:
+        """(greedy exact match, mean per-token log-prob of the teacher's greedy answers, EOS included)."""
+        torch = self.torch
+        answers = self.greedy()
+        acc = sum(r.strip() == a for r, (_, a) in zip(answers, self.pairs)) / len(self.pairs)
+        from effopd_verl.toy.train import make_batch
+
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, len(self.pairs), 1024):
+                chunk = [(q, t) for (q, _), t in zip(self.pairs[i:i + 1024], self.teacher_answers[i:i + 1024])]
+                ids, mask, labels = make_batch(self.encoder, chunk)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                target = labels[:, 1:]
+                logp = torch.log_softmax(logits.float(), -1)
+                valid = target != -100
+                picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                total += float(picked[valid].sum())
+                count += int(valid.sum())
+        return acc, total / max(count, 1)
+
+
+def load_checkpoint_state(step_dir: Path) -> dict:
+    import torch
+
+    files = sorted((step_dir / "actor").glob("model_world_size_1_rank_0.pt"))
+    if not files:
+        raise RuntimeError(f"no single-rank actor checkpoint in {step_dir}")
+    return torch.load(files[0], map_location="cpu", weights_only=False)  # verl's own file (DTensors)
+
+
+# ----------------------------------------------------------------------------- running effopd-train
+def read_metrics(path: Path) -> dict[int, dict]:
+    merged: dict[int, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                merged.setdefault(int(r["step"]), {}).update(r.get("data", {}))
+    return merged
+
+
+def run_training(tag: str, run_dir: Path, assets: dict, args, lr: float, seed: int, extra: list[str]) -> dict[int, dict]:
+    """One effopd-train run (cached by its command line); returns verl's logged metrics by step."""
+    cmd = [
+        sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu",
+        f"data.train_files={assets['train_file']}", f"data.val_files={assets['test_file']}",
+        f"actor_rollout_ref.model.path={assets['student_dir']}",
+        f"distillation.teacher_models.teacher_model.model_path={assets['teacher_dir']}",
+        f"reward.custom_reward_function.path={assets['reward_path']}",
+        f"reward.custom_reward_function.name={assets['reward_name']}",
+        f"trainer.total_training_steps={args.steps}", "trainer.n_gpus_per_node=1",
+        f"data.train_batch_size={args.batch}", f"actor_rollout_ref.actor.ppo_mini_batch_size={args.batch}",
+        f"actor_rollout_ref.actor.optim.lr={lr:g}",
+        f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}", f"effopd.seed={seed}",
+        f"effopd.val_size={args.val_size}",
+        "trainer.save_freq=1", "trainer.val_before_train=false",
+        f"trainer.test_freq={args.verl_val_freq if args.verl_val_freq > 0 else -1}",
+        "trainer.logger=[console,file]", "trainer.resume_mode=disable",
+        *extra,
+    ]
+    key = hashlib.sha256(json.dumps(cmd[1:]).encode()).hexdigest()[:16]
+    done = run_dir / "DONE"
+    if done.exists() and done.read_text().strip() == key:
+        print(f"[bench] {tag}: cached ({run_dir})", flush=True)
+        return read_metrics(run_dir / "metrics.jsonl")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    cmd += [f"trainer.default_local_dir={run_dir / 'checkpoints'}", f"hydra.run.dir={run_dir / 'hydra'}"]
+    (run_dir / "command.json").write_text(json.dumps(cmd, indent=1))
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"), "RAY_DEDUP_LOGS": "0",
+           "PYTHONUNBUFFERED": "1"}
+    start = time.time()
+    print(f"[bench] {tag}: starting (lr {lr:g}, seed {seed}, {args.steps} steps, batch {args.batch})", flush=True)
+    progress = re.compile(r"\bstep:(\d+) - ")
+    last = -1
+    with open(run_dir / "train.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+        for line in proc.stdout:
+            log.write(line)
+            for m in progress.finditer(line):
+                k = int(m.group(1))
+                if k != last:
+                    last = k
+                    print(f"[bench] {tag}: step {k}/{args.steps} ({time.time() - start:.0f}s)", flush=True)
+            if "[effopd] step" in line and "accepted" in line:
+                print(f"[bench] {tag}: {line.split('[effopd]', 1)[1].strip()}", flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        raise SystemExit(f"[bench] {tag}: effopd-train failed (exit {rc}); see {run_dir / 'train.log'}")
+    print(f"[bench] {tag}: trained in {time.time() - start:.0f}s", flush=True)
+    (run_dir / "curves.json").unlink(missing_ok=True)
+    done.write_text(key)
+    return read_metrics(run_dir / "metrics.jsonl")
+
+
+def score_run(tag: str, run_dir: Path, metrics: dict[int, dict], scorers: dict[str, Scorer], args) -> dict[str, Curve]:
+    """Score every checkpoint of a run on each split (cached in run_dir/curves.json); drop the checkpoints."""
+    cache = run_dir / "curves.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if set(saved) >= set(scorers):
+            return {k: Curve.from_json(v) for k, v in saved.items()}
+    steps = sorted(s for s in metrics if s >= 1)
+    step_time = [metrics[s].get("timing_s/step", 0.0) - metrics[s].get("timing_s/save_checkpoint", 0.0) for s in steps]
+    wall = [0.0] + cumulative_wall(step_time)
+    results = {name: ([], []) for name in scorers}
+    for name, scorer in scorers.items():
+        scorer.load(None)
+        a, t = scorer.score()
+        results[name][0].append(a)
+        results[name][1].append(t)
+    for s in steps:
+        state = load_checkpoint_state(run_dir / "checkpoints" / f"global_step_{s}")
+        for name, scorer in scorers.items():
+            if name != "test" and s != steps[-1]:
+                continue  # other splits (the sweep's validation split): the initial and the final weights only
+            scorer.load(state)
+            a, t = scorer.score()
+            results[name][0].append(a)
+            results[name][1].append(t)
+    searches = {}
+    for s in steps:
+        m = metrics[s]
+        if "effopd/accepted_alpha" in m:
+            searches[s] = {"accepted_alpha": m["effopd/accepted_alpha"], "search_seconds": m.get("effopd/search_seconds", 0.0),
+                           "candidates_scored": m.get("effopd/candidates_scored"),
+                           "score_base": m.get("effopd/score_base"), "score_best": m.get("effopd/score_best"),
+                           "direction_cosine": m.get("effopd/geometry/direction_cosine")}
+    verl_acc = None
+    for s in reversed(steps):
+        vals = [v for k, v in metrics[s].items() if k.startswith("val-core/") and k.endswith("mean@1")]
+        if vals:
+            verl_acc = vals[0]
+            break
+    curves = {name: Curve([0] + steps if name == "test" else [0, steps[-1]], wall if name == "test" else [0.0, wall[-1]], acc, tlp, {s: metrics[s].get(LOSS) for s in steps}, searches, wall[-1],
+                          verl_acc if name == "test" else None)
+              for name, (acc, tlp) in results.items()}
+    cache.write_text(json.dumps({k: c.to_json() for k, c in curves.items()}))
+    if not args.keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    c = curves.get("test") or next(iter(curves.values()))
+    print(f"[bench] {tag}: test acc {c.acc[0]:.3f} → {c.acc[-1]:.3f} (best {max(c.acc):.3f}), "
+          f"teacher log-prob {c.tlp[0]:.3f} → {c.tlp[-1]:.3f}, wall {c.total_wall:.0f}s"
+          + (f", verl's own validation at the end {verl_acc:.3f}" if verl_acc is not None else ""), flush=True)
+    return curves
+
+
+# ----------------------------------------------------------------------------- plot
+def plot(curves: dict[str, dict[int, Curve]], lrs: dict[str, float], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"vanilla_tuned": ("k", "-"), "effopd_tlp_tuned": ("tab:purple", "-"), "vanilla_under": ("k", "--"),
+              "effopd_reward_under": ("tab:orange", "--"), "effopd_tlp_under": ("tab:blue", "--"),
+              "fixed2_under": ("tab:red", ":")}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    for arm, by_seed in curves.items():
+        color, ls = styles[arm]
+        seeds = sorted(by_seed)
+        n = min(len(by_seed[s].steps) for s in seeds)
+        steps = by_seed[seeds[0]].steps[:n]
+        mean = lambda attr: [statistics.fmean(getattr(by_seed[s], attr)[i] for s in seeds) for i in range(n)]
+        acc, tlp, wall = mean("acc"), mean("tlp"), mean("wall")
+        label = f"{arm} (lr {lrs[ARMS[arm][0]]:.0e})"
+        for row, ys in enumerate((acc, tlp)):
+            for col, xs in enumerate((steps, wall)):
+                ax = axes[row][col]
+                ax.plot(xs, ys, color=color, linestyle=ls, label=label if (row, col) == (0, 0) else None, linewidth=1.4)
+                trig = [i for i, s in enumerate(steps) if s in by_seed[seeds[0]].searches]
+                ax.scatter([xs[i] for i in trig], [ys[i] for i in trig], color=color, marker="^", s=28, zorder=3)
+    for row, name in enumerate(("test exact match", "test teacher log-prob (per token)")):
+        for col, xname in enumerate(("global step", "wall seconds (verl timing_s/step, no checkpoint save)")):
+            ax = axes[row][col]
+            ax.set_xlabel(xname)
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+    for t in sorted({t for by_seed in curves.values() for c in by_seed.values() for t in c.searches}):
+        for row in range(2):
+            axes[row][0].axvline(t, color="gray", alpha=0.15)
+    axes[0][0].legend(fontsize=7)
+    nseeds = max(len(v) for v in curves.values())
+    fig.suptitle(f"OPD on the toy task: mean over {nseeds} seed(s); ▲ EffOPD trigger (search or fixed jump)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--assets", required=True, help="toy assets folder (scripts/build_toy_assets.py OUT)")
+    p.add_argument("--task", default=None, help="add|reverse: checked against the assets")
+    p.add_argument("--seed", type=int, action="append", help="seed (repeatable)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds")
+    p.add_argument("--steps", type=int, default=24, help="training steps per run (triggers 1, 2, 4, … ≤ steps)")
+    p.add_argument("--batch", type=int, default=128, help="prompts per step")
+    p.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3], help="lr sweep for the tuned lr")
+    p.add_argument("--tuned-lr", type=float, default=None, help="skip the sweep and use this tuned lr")
+    p.add_argument("--under-factor", type=float, default=10.0, help="under-stepped lr = tuned lr / this (10-30)")
+    p.add_argument("--val-size", type=int, default=128, help="EffOPD validation prompts (sampled from train)")
+    p.add_argument("--verl-val-freq", type=int, default=None, help="verl's own test validation every K steps (default: last step only; 0: off)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
+    p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
+    p.add_argument("--keep-checkpoints", action="store_true")
+    p.add_argument("--json", default=None)
+    p.add_argument("--png", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.batch = min(args.steps, 12), min(args.batch, 64)
+    seeds = (args.seed or []) + (args.seeds or []) or [0]
+    if args.verl_val_freq is None:
+        args.verl_val_freq = args.steps
+    assets_dir = Path(args.assets).resolve()
+    assets = json.loads((assets_dir / "assets.json").read_text())
+    for k in ("tokenizer_dir", "teacher_dir", "student_dir", "train_file", "val_file", "test_file", "reward_path"):
+        assets[k] = str(assets_dir / assets[k])
+    if args.task and args.task != assets["task"]:
+        raise SystemExit(f"--task {args.task} but the assets at {assets_dir} are for {assets['task']!r}")
+    work = Path(args.work).resolve() / f"{assets['task']}_s{args.steps}_b{args.batch}"
+    t0 = time.time()
+    print(f"[bench] task {assets['task']} (test {assets['num_rows']['test']} prompts, student {assets['student_accuracy']:.3f}, "
+          f"teacher {assets['teacher_accuracy']:.3f}); seeds {seeds}; {args.steps} steps × {args.batch} prompts; work {work}", flush=True)
+    print("[bench] loading the scorers (teacher's greedy answers on test and val)", flush=True)
+    scorers = {"test": Scorer(assets, assets["test_file"]), "val": Scorer(assets, assets["val_file"])}
+
+    def arm_run(tag, lr, seed, extra):
+        run_dir = work / tag
+        metrics = run_training(tag, run_dir, assets, args, lr, seed, extra)
+        return score_run(tag, run_dir, metrics, scorers, args)
+
+    # 1. the tuned lr: sweep on the validation split (seed = first seed)
+    sweep = {}
+    if args.tuned_lr is None:
+        for lr in args.sweep_lrs:
+            c = arm_run(f"vanilla_lr{lr:g}_seed{seeds[0]}", lr, seeds[0], [])
+            sweep[lr] = c["val"].acc[-1]
+            print(f"[bench] sweep: lr {lr:g} → final validation accuracy {sweep[lr]:.3f}", flush=True)
+        tuned = pick_tuned_lr(sweep)
+        how = (f"vanilla OPD at lr in {args.sweep_lrs}, seed {seeds[0]}, {args.steps} steps × {args.batch} prompts; "
+               f"picked the highest final exact match on the validation split ({assets['num_rows']['val']} prompts, not test)")
+    else:
+        tuned, how = args.tuned_lr, "given on the command line (--tuned-lr)"
+    lrs = {"tuned": tuned, "under": tuned / args.under_factor}
+    print(f"[bench] tuned lr {lrs['tuned']:g}, under-stepped lr {lrs['under']:g}", flush=True)
+
+    # 2. the arms
+    curves: dict[str, dict[int, Curve]] = {}
+    for seed in seeds:
+        for arm in args.arms:
+            kind, extra = ARMS[arm]
+            lr = lrs[kind]
+            tag = f"vanilla_lr{lr:g}_seed{seed}" if not extra else f"{arm}_lr{lr:g}_seed{seed}"
+            curves.setdefault(arm, {})[seed] = arm_run(tag, lr, seed, extra)["test"]
+    arms, top = summarize(curves)
+    text = table(arms, top, lrs)
+    print("\n" + text + "\n", flush=True)
+    result = {
+        "task": assets["task"], "assets": {k: assets[k] for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
+        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "effopd_val_size": args.val_size,
+        "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
+        "sweep_val_acc": {f"{k:g}": v for k, v in sweep.items()},
+        "measure": "test split, greedy exact match and teacher log-prob, scored from every step's checkpoint; "
+                   "wall = sum of verl timing_s/step minus checkpoint saving (includes EffOPD search)",
+        "gain_definition": "vanilla gain = vanilla best test acc - initial; steps_to_f = first scored step with acc >= initial + f*gain",
+        **{k: v for k, v in top.items()},
+        "arms": arms,
+        "curves": {a: {str(s): c.to_json() for s, c in by.items()} for a, by in curves.items()},
+        "table": text, "bench_seconds": time.time() - t0,
+    }
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        print(f"[bench] wrote {args.json}")
+    if args.png:
+        plot(curves, lrs, args.png)
+        print(f"[bench] wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()
