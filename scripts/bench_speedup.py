@@ -107,6 +107,19 @@ def aggregate(values: list[float | None]) -> dict:
     return out
 
 
+def median_step(wall: list[float]) -> float | None:
+    """Median seconds of one step, from a cumulative wall-time list starting at 0."""
+    diffs = [b - a for a, b in zip(wall, wall[1:])]
+    return statistics.median(diffs) if diffs else None
+
+
+def step_equivalents(wall: list[float]) -> list[float]:
+    """Cumulative wall time in units of the run's median step: load-normalized wall time (a step with a
+    search counts 1 + search/median step)."""
+    m = median_step(wall)
+    return [w / m for w in wall] if m else []
+
+
 def cumulative_wall(step_seconds: list[float]) -> list[float]:
     total, out = 0.0, []
     for s in step_seconds:
@@ -152,6 +165,14 @@ def arm_figures(curve: Curve, vanilla: Curve) -> dict:
         out[f"target_acc_{key}"] = targets[f] if targets else None
         out[f"steps_to_{key}"] = first_reach(curve.steps, curve.acc, targets[f]) if targets else None
         out[f"wall_to_{key}"] = first_reach(curve.wall, curve.acc, targets[f]) if targets else None
+    # the machine is shared: seconds inflate with other people's load. Wall time in units of this run's
+    # own median step (steps plus search overhead, load-normalized) is also reported.
+    step_eq = step_equivalents(curve.wall)
+    out["median_step_seconds"] = median_step(curve.wall)
+    out["step_equivalents"] = step_eq[-1] if step_eq else None
+    for f in FRACTIONS:
+        key = f"{int(f * 100)}"
+        out[f"stepeq_to_{key}"] = first_reach(step_eq, curve.acc, targets[f]) if targets and step_eq else None
     search = sum(s.get("search_seconds", 0.0) for s in curve.searches.values())
     out["search_seconds"] = search
     out["search_share"] = search / curve.total_wall if curve.total_wall > 0 else None
@@ -185,6 +206,7 @@ def summarize(curves: dict[str, dict[int, Curve]]) -> tuple[dict, dict]:
         top["effopd_step_ratio"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "steps_to_90")
         top["effopd_wall_ratio"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "wall_to_90")
         top["effopd_step_ratio_50"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "steps_to_50")
+        top["effopd_stepeq_ratio"] = per_seed_ratio("vanilla_under", EFFOPD_UNDER, "stepeq_to_90")
     if "vanilla_tuned" in arms:
         top["tuned_lr_step_ratio"] = per_seed_ratio("vanilla_tuned", ("effopd_tlp_tuned",), "steps_to_90")
         top["tuned_lr_wall_ratio"] = per_seed_ratio("vanilla_tuned", ("effopd_tlp_tuned",), "wall_to_90")
@@ -217,7 +239,7 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
         return s
 
     head = ["arm", "lr", "best acc", "final acc", "final tlp", "steps→50%", "steps→90%", "wall→50% s", "wall→90% s",
-            "wall s", "search s (share)", "accepted α (seed 0)", "cos (seed 0)"]
+            "wall s", "step-eq→90%", "search s (share)", "accepted α (seed 0)", "cos (seed 0)"]
     rows = []
     for a in ARMS:
         if a not in arms:
@@ -228,7 +250,7 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
         share = arms[a]["mean"].get("search_share", {}).get("mean")
         rows.append([a, f"{lrs[ARMS[a][0]]:.0e}", ms(a, "best_acc"), ms(a, "final_acc"), ms(a, "final_teacher_logprob"),
                      ms(a, "steps_to_50", 1), ms(a, "steps_to_90", 1), ms(a, "wall_to_50", 0), ms(a, "wall_to_90", 0),
-                     ms(a, "wall_seconds", 0), f"{ms(a, 'search_seconds', 1)} ({fmt(share, 3)})", alphas, cos])
+                     ms(a, "wall_seconds", 0), ms(a, "stepeq_to_90", 1), f"{ms(a, 'search_seconds', 1)} ({fmt(share, 3)})", alphas, cos])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("")
@@ -474,7 +496,10 @@ def plot(curves: dict[str, dict[int, Curve]], lrs: dict[str, float], out: str) -
         n = min(len(by_seed[s].steps) for s in seeds)
         steps = by_seed[seeds[0]].steps[:n]
         mean = lambda attr: [statistics.fmean(getattr(by_seed[s], attr)[i] for s in seeds) for i in range(n)]
-        acc, tlp, wall = mean("acc"), mean("tlp"), mean("wall")
+        acc, tlp = mean("acc"), mean("tlp")
+        # seconds on this shared machine inflate with other people's load: plot wall time in units of
+        # each run's own median step (load-normalized; raw seconds are in the JSON)
+        wall = [statistics.fmean(step_equivalents(by_seed[s].wall)[i] for s in seeds) for i in range(n)]
         label = f"{arm} (lr {lrs[ARMS[arm][0]]:.0e})"
         for row, ys in enumerate((acc, tlp)):
             for col, xs in enumerate((steps, wall)):
@@ -483,7 +508,7 @@ def plot(curves: dict[str, dict[int, Curve]], lrs: dict[str, float], out: str) -
                 trig = [i for i, s in enumerate(steps) if s in by_seed[seeds[0]].searches]
                 ax.scatter([xs[i] for i in trig], [ys[i] for i in trig], color=color, marker="^", s=28, zorder=3)
     for row, name in enumerate(("test exact match", "test teacher log-prob (per token)")):
-        for col, xname in enumerate(("global step", "wall seconds (verl timing_s/step, no checkpoint save)")):
+        for col, xname in enumerate(("global step", "wall time in median steps of the run (verl timing_s/step incl. search; load-normalized)")):
             ax = axes[row][col]
             ax.set_xlabel(xname)
             ax.set_ylabel(name)
@@ -510,6 +535,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=24, help="training steps per run (triggers 1, 2, 4, … ≤ steps)")
     p.add_argument("--batch", type=int, default=128, help="prompts per step")
     p.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3], help="lr sweep for the tuned lr")
+    p.add_argument("--sweep-extend", type=int, default=2, help="times the grid may grow upwards (x3) while its top lr wins")
     p.add_argument("--tuned-lr", type=float, default=None, help="skip the sweep and use this tuned lr")
     p.add_argument("--under-factor", type=float, default=10.0, help="under-stepped lr = tuned lr / this (10-30)")
     p.add_argument("--val-size", type=int, default=128, help="EffOPD validation prompts (sampled from train)")
@@ -518,6 +544,8 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
     p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
     p.add_argument("--keep-checkpoints", action="store_true")
+    p.add_argument("--runs-only", action="store_true",
+                   help="train and score the arms (cached), no summary: to run arms as parallel processes, then summarize")
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
     args = p.parse_args(argv)
@@ -547,12 +575,20 @@ def main(argv=None) -> None:
     # 1. the tuned lr: sweep on the validation split (seed = first seed)
     sweep = {}
     if args.tuned_lr is None:
-        for lr in args.sweep_lrs:
-            c = arm_run(f"vanilla_lr{lr:g}_seed{seeds[0]}", lr, seeds[0], [])
-            sweep[lr] = c["val"].acc[-1]
-            print(f"[bench] sweep: lr {lr:g} → final validation accuracy {sweep[lr]:.3f}", flush=True)
-        tuned = pick_tuned_lr(sweep)
-        how = (f"vanilla OPD at lr in {args.sweep_lrs}, seed {seeds[0]}, {args.steps} steps × {args.batch} prompts; "
+        grid = sorted(args.sweep_lrs)
+        while True:
+            for lr in grid:
+                if lr not in sweep:
+                    c = arm_run(f"vanilla_lr{lr:g}_seed{seeds[0]}", lr, seeds[0], [])
+                    sweep[lr] = c["val"].acc[-1]
+                    print(f"[bench] sweep: lr {lr:g} → final validation accuracy {sweep[lr]:.3f}", flush=True)
+            tuned = pick_tuned_lr(sweep)
+            if tuned != max(grid) or len(grid) >= len(args.sweep_lrs) + args.sweep_extend:
+                break
+            grid.append(round(tuned * 3, 12))  # the best is the largest tried: extend the grid upwards
+            print(f"[bench] sweep: the best lr is the largest tried; also trying {grid[-1]:g}", flush=True)
+        how = (f"vanilla OPD at lr in {[f'{x:g}' for x in grid]} (upper end extended x3 while the best was the largest, "
+               f"at most {args.sweep_extend} times), seed {seeds[0]}, {args.steps} steps x {args.batch} prompts; "
                f"picked the highest final exact match on the validation split ({assets['num_rows']['val']} prompts, not test)")
     else:
         tuned, how = args.tuned_lr, "given on the command line (--tuned-lr)"
@@ -567,6 +603,9 @@ def main(argv=None) -> None:
             lr = lrs[kind]
             tag = f"vanilla_lr{lr:g}_seed{seed}" if not extra else f"{arm}_lr{lr:g}_seed{seed}"
             curves.setdefault(arm, {})[seed] = arm_run(tag, lr, seed, extra)["test"]
+    if args.runs_only:
+        print(f"[bench] --runs-only: {len(curves)} arm(s) trained and scored under {work}", flush=True)
+        return
     arms, top = summarize(curves)
     text = table(arms, top, lrs)
     print("\n" + text + "\n", flush=True)
