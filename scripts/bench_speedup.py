@@ -113,11 +113,18 @@ def median_step(wall: list[float]) -> float | None:
     return statistics.median(diffs) if diffs else None
 
 
-def step_equivalents(wall: list[float]) -> list[float]:
-    """Cumulative wall time in units of the run's median step: load-normalized wall time (a step with a
-    search counts 1 + search/median step)."""
-    m = median_step(wall)
-    return [w / m for w in wall] if m else []
+def step_equivalents(curve: "Curve") -> list[float]:
+    """Load-normalized wall time: every step counts 1, plus the EffOPD search seconds up to it in units of
+    the run's median step (seconds on a shared machine inflate with other people's load; ratios within a
+    run do much less)."""
+    m = median_step(curve.wall)
+    if not m:
+        return []
+    out, extra = [], 0.0
+    for s in curve.steps:
+        extra += curve.searches.get(s, {}).get("search_seconds", 0.0) / m
+        out.append(s + extra)
+    return out
 
 
 def cumulative_wall(step_seconds: list[float]) -> list[float]:
@@ -167,7 +174,7 @@ def arm_figures(curve: Curve, vanilla: Curve) -> dict:
         out[f"wall_to_{key}"] = first_reach(curve.wall, curve.acc, targets[f]) if targets else None
     # the machine is shared: seconds inflate with other people's load. Wall time in units of this run's
     # own median step (steps plus search overhead, load-normalized) is also reported.
-    step_eq = step_equivalents(curve.wall)
+    step_eq = step_equivalents(curve)
     out["median_step_seconds"] = median_step(curve.wall)
     out["step_equivalents"] = step_eq[-1] if step_eq else None
     for f in FRACTIONS:
@@ -499,7 +506,7 @@ def plot(curves: dict[str, dict[int, Curve]], lrs: dict[str, float], out: str) -
         acc, tlp = mean("acc"), mean("tlp")
         # seconds on this shared machine inflate with other people's load: plot wall time in units of
         # each run's own median step (load-normalized; raw seconds are in the JSON)
-        wall = [statistics.fmean(step_equivalents(by_seed[s].wall)[i] for s in seeds) for i in range(n)]
+        wall = [statistics.fmean(step_equivalents(by_seed[s])[i] for s in seeds) for i in range(n)]
         label = f"{arm} (lr {lrs[ARMS[arm][0]]:.0e})"
         for row, ys in enumerate((acc, tlp)):
             for col, xs in enumerate((steps, wall)):
@@ -508,7 +515,7 @@ def plot(curves: dict[str, dict[int, Curve]], lrs: dict[str, float], out: str) -
                 trig = [i for i, s in enumerate(steps) if s in by_seed[seeds[0]].searches]
                 ax.scatter([xs[i] for i in trig], [ys[i] for i in trig], color=color, marker="^", s=28, zorder=3)
     for row, name in enumerate(("test exact match", "test teacher log-prob (per token)")):
-        for col, xname in enumerate(("global step", "wall time in median steps of the run (verl timing_s/step incl. search; load-normalized)")):
+        for col, xname in enumerate(("global step", "steps + EffOPD search time in median steps of the run (load-normalized wall time)")):
             ax = axes[row][col]
             ax.set_xlabel(xname)
             ax.set_ylabel(name)

@@ -103,8 +103,8 @@ def test_curve_json_round_trip():
 def test_step_equivalents_normalize_wall_time_by_the_median_step():
     wall = [0.0, 2.0, 4.0, 9.0, 11.0]  # steps of 2 s; step 3 carries a 3 s search
     assert bench.median_step(wall) == 2.0
-    assert bench.step_equivalents(wall) == [0.0, 1.0, 2.0, 4.5, 5.5]
-    c = curve([0.2, 0.3, 0.4, 0.5, 0.6])
+    c = curve([0.2, 0.3, 0.4, 0.5, 0.6], searches={3: {"search_seconds": 3.0}})
     c.wall = wall
+    assert bench.step_equivalents(c) == [0.0, 1.0, 2.0, 4.5, 5.5]
     f = bench.arm_figures(c, c)
     assert f["stepeq_to_90"] == 5.5 and f["median_step_seconds"] == 2.0
