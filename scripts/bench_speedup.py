@@ -246,14 +246,15 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
         return s
 
     head = ["arm", "lr", "best acc", "final acc", "final tlp", "steps→50%", "steps→90%", "wall→50% s", "wall→90% s",
-            "wall s", "step-eq→90%", "search s (share)", "accepted α (seed 0)", "cos (seed 0)"]
+            "wall s", "step-eq→90%", "search s (share)", "accepted α at trigger (per seed, /)", "cos(d_t, d_prev) (per seed, /)"]
     rows = []
     for a in ARMS:
         if a not in arms:
             continue
-        first = next(iter(arms[a]["per_seed"].values()))
-        alphas = ",".join(f"{k}:{fmt(v, 0) if isinstance(v, float) else v}" for k, v in first["accepted_alpha"].items()) or "—"
-        cos = ",".join(f"{k}:{v:.2f}" for k, v in first["direction_cosine"].items()) or "—"
+        seeds = list(arms[a]["per_seed"].values())
+        alphas = " / ".join(",".join(f"{k}:{fmt(v, 0) if isinstance(v, float) else v}" for k, v in f["accepted_alpha"].items())
+                            for f in seeds).strip(" /") or "—"
+        cos = " / ".join(",".join(f"{k}:{v:.2f}" for k, v in f["direction_cosine"].items()) for f in seeds).strip(" /") or "—"
         share = arms[a]["mean"].get("search_share", {}).get("mean")
         rows.append([a, f"{lrs[ARMS[a][0]]:.0e}", ms(a, "best_acc"), ms(a, "final_acc"), ms(a, "final_teacher_logprob"),
                      ms(a, "steps_to_50", 1), ms(a, "steps_to_90", 1), ms(a, "wall_to_50", 0), ms(a, "wall_to_90", 0),
