@@ -51,6 +51,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from effopd_verl.toy.build import ToyAssets, load_assets
+
 REPO = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.5, 0.9)
 ACC = "test_acc"
@@ -272,7 +274,7 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
 class Scorer:
     """Greedy exact match and teacher log-prob of a toy student on a parquet split (in process)."""
 
-    def __init__(self, assets: dict, split_file: str):
+    def __init__(self, assets: ToyAssets, split_file: str):
         import pandas as pd
         import torch
         from transformers import AutoTokenizer, Qwen3ForCausalLM
@@ -281,14 +283,13 @@ class Scorer:
 
         torch.set_num_threads(1)  # the machine is shared: one thread was as fast as two
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(assets["student_dir"])
+        self.tokenizer = AutoTokenizer.from_pretrained(assets.student_dir)
         self.encoder = Encoder(self.tokenizer)
         frame = pd.read_parquet(split_file)
         self.pairs = [(r["question"], r["answer"]) for r in frame["extra_info"]]
-        self.max_new = int(assets.get("max_response_length") or 8) + 1
-        self.student_dir = assets["student_dir"]
-        teacher = Qwen3ForCausalLM.from_pretrained(assets["teacher_dir"]).eval()
-        self._greedy = greedy_answers
+        self.max_new = int(assets.max_response_length or 8) + 1
+        self.student_dir = assets.student_dir
+        teacher = Qwen3ForCausalLM.from_pretrained(assets.teacher_dir).eval()
         self.teacher_answers = [a.strip() for a in greedy_answers(teacher, self.encoder, [q for q, _ in self.pairs], self.max_new)]
         self.model = Qwen3ForCausalLM.from_pretrained(self.student_dir).eval()
         self.initial = {k: v.clone() for k, v in self.model.state_dict().items()}
@@ -304,38 +305,10 @@ class Scorer:
             raise RuntimeError(f"checkpoint does not fit the toy model: missing {bad[:5]}, unexpected {unexpected[:5]}")
 
     def greedy(self) -> list[str]:
-        """Greedy answers, batched, full re-forward per new token (no KV cache: ~15-token sequences)."""
-        torch, enc = self.torch, self.encoder
-        out: list[str] = []
-        for i in range(0, len(self.pairs), 1024):
-            prompts = [enc.prompt(q) for q, _ in self.pairs[i:i + 1024]]
-            width = max(len(p) for p in prompts)
-            ids = torch.full((len(prompts), width), enc.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(prompts), width), dtype=torch.long)
-            for j, p in enumerate(prompts):
-                ids[j, width - len(p):] = torch.tensor(p)
-                mask[j, width - len(p):] = 1
-            done = torch.zeros(len(prompts), dtype=torch.bool)
-            new = []
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            past, step_ids = None, ids
-            with torch.no_grad():
-                for _ in range(self.max_new):
-                    res = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=past,
-                                     use_cache=True)
-                    past = res.past_key_values
-                    nxt = res.logits[:, -1].argmax(-1)
-                    nxt = torch.where(done, torch.full_like(nxt, enc.pad_id), nxt)
-                    new.append(nxt)
-                    done |= nxt == enc.eos_id
-                    if bool(done.all()):
-                        break
-                    step_ids = nxt[:, None]
-                    mask = torch.cat([mask, torch.ones_like(step_ids)], 1)
-                    pos = pos[:, -1:] + 1
-            gen = torch.stack(new, 1)
-            out.extend(self.tokenizer.batch_decode(gen, skip_special_tokens=True))
-        return out
+        """The student's greedy answers to the split's questions."""
+        from effopd_verl.toy.train import greedy_answers
+
+        return greedy_answers(self.model, self.encoder, [q for q, _ in self.pairs], self.max_new)
 
     def score(self) -> tuple[float, float]:
         """(greedy exact match, mean per-token log-prob of the teacher's greedy answers, EOS included)."""
@@ -379,15 +352,11 @@ def read_metrics(path: Path) -> dict[int, dict]:
     return merged
 
 
-def run_training(tag: str, run_dir: Path, assets: dict, args, lr: float, seed: int, extra: list[str]) -> dict[int, dict]:
+def run_training(tag: str, run_dir: Path, assets: ToyAssets, args, lr: float, seed: int, extra: list[str]) -> dict[int, dict]:
     """One effopd-train run (cached by its command line); returns verl's logged metrics by step."""
     cmd = [
         sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu",
-        f"data.train_files={assets['train_file']}", f"data.val_files={assets['test_file']}",
-        f"actor_rollout_ref.model.path={assets['student_dir']}",
-        f"distillation.teacher_models.teacher_model.model_path={assets['teacher_dir']}",
-        f"reward.custom_reward_function.path={assets['reward_path']}",
-        f"reward.custom_reward_function.name={assets['reward_name']}",
+        *assets.run_overrides(val_file=assets.test_file),
         f"trainer.total_training_steps={args.steps}", "trainer.n_gpus_per_node=1",
         f"data.train_batch_size={args.batch}", f"actor_rollout_ref.actor.ppo_mini_batch_size={args.batch}",
         f"actor_rollout_ref.actor.optim.lr={lr:g}",
@@ -563,17 +532,15 @@ def main(argv=None) -> None:
     if args.verl_val_freq is None:
         args.verl_val_freq = args.steps
     assets_dir = Path(args.assets).resolve()
-    assets = json.loads((assets_dir / "assets.json").read_text())
-    for k in ("tokenizer_dir", "teacher_dir", "student_dir", "train_file", "val_file", "test_file", "reward_path"):
-        assets[k] = str(assets_dir / assets[k])
-    if args.task and args.task != assets["task"]:
-        raise SystemExit(f"--task {args.task} but the assets at {assets_dir} are for {assets['task']!r}")
-    work = Path(args.work).resolve() / f"{assets['task']}_s{args.steps}_b{args.batch}"
+    assets = load_assets(assets_dir)
+    if args.task and args.task != assets.task:
+        raise SystemExit(f"--task {args.task} but the assets at {assets_dir} are for {assets.task!r}")
+    work = Path(args.work).resolve() / f"{assets.task}_s{args.steps}_b{args.batch}"
     t0 = time.time()
-    print(f"[bench] task {assets['task']} (test {assets['num_rows']['test']} prompts, student {assets['student_accuracy']:.3f}, "
-          f"teacher {assets['teacher_accuracy']:.3f}); seeds {seeds}; {args.steps} steps × {args.batch} prompts; work {work}", flush=True)
+    print(f"[bench] task {assets.task} (test {assets.num_rows['test']} prompts, student {assets.student_accuracy:.3f}, "
+          f"teacher {assets.teacher_accuracy:.3f}); seeds {seeds}; {args.steps} steps × {args.batch} prompts; work {work}", flush=True)
     print("[bench] loading the scorers (teacher's greedy answers on test and val)", flush=True)
-    scorers = {"test": Scorer(assets, assets["test_file"]), "val": Scorer(assets, assets["val_file"])}
+    scorers = {"test": Scorer(assets, assets.test_file), "val": Scorer(assets, assets.val_file)}
 
     def arm_run(tag, lr, seed, extra):
         run_dir = work / tag
@@ -597,7 +564,7 @@ def main(argv=None) -> None:
             print(f"[bench] sweep: the best lr is the largest tried; also trying {grid[-1]:g}", flush=True)
         how = (f"vanilla OPD at lr in {[f'{x:g}' for x in grid]} (upper end extended x3 while the best was the largest, "
                f"at most {args.sweep_extend} times), seed {seeds[0]}, {args.steps} steps x {args.batch} prompts; "
-               f"picked the highest final exact match on the validation split ({assets['num_rows']['val']} prompts, not test)")
+               f"picked the highest final exact match on the validation split ({assets.num_rows['val']} prompts, not test)")
     else:
         tuned, how = args.tuned_lr, "given on the command line (--tuned-lr)"
     lrs = {"tuned": tuned, "under": tuned / args.under_factor}
@@ -618,7 +585,7 @@ def main(argv=None) -> None:
     text = table(arms, top, lrs)
     print("\n" + text + "\n", flush=True)
     result = {
-        "task": assets["task"], "assets": {k: assets[k] for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
+        "task": assets.task, "assets": {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
         "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "effopd_val_size": args.val_size,
         "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
         "sweep_val_acc": {f"{k:g}": v for k, v in sweep.items()},

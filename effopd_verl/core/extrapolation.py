@@ -138,7 +138,7 @@ class ShardedExtrapolation:
             d = t.float() - self._anchor[name].to(t.device, non_blocking=True)
             d_sample = d.reshape(-1)[::DIRECTION_SAMPLE_STRIDE]
             prev = previous[name].to(t.device, non_blocking=True) if name in previous else torch.zeros_like(d_sample)
-            sums.append(torch.stack([d.square().sum(), d_sample @ prev, d_sample.square().sum(), prev.square().sum()]))
+            sums.append(torch.stack([torch.linalg.vector_norm(d).square(), d_sample @ prev, d_sample.square().sum(), prev.square().sum()]))
             if self._keep_sample:
                 sample[name] = self._copy_to_store(d_sample, torch.float32, like=t)
         self._theta_t, self._direction_sample = theta_t, sample

@@ -104,6 +104,17 @@ class ToyAssets:
     build_seconds: float = 0.0
     reused: bool = False
 
+    def run_overrides(self, val_file: str | None = None) -> list[str]:
+        """The hydra overrides that point a ``toy_cpu`` run at these assets (validation: ``val_file``,
+        default the val split)."""
+        return [
+            f"data.train_files={self.train_file}", f"data.val_files={val_file or self.val_file}",
+            f"actor_rollout_ref.model.path={self.student_dir}",
+            f"distillation.teacher_models.teacher_model.model_path={self.teacher_dir}",
+            f"reward.custom_reward_function.path={self.reward_path}",
+            f"reward.custom_reward_function.name={self.reward_name}",
+        ]
+
 
 _PATH_FIELDS = ("tokenizer_dir", "teacher_dir", "student_dir", "train_file", "val_file", "test_file", "reward_path")
 
@@ -113,7 +124,9 @@ def _params(task: str, seed: int, quick: bool, student_target: float) -> dict:
             "build_version": BUILD_VERSION}
 
 
-def _load(out: Path) -> ToyAssets:
+def load_assets(out: str | Path) -> ToyAssets:
+    """The assets a completed build left in ``out`` (absolute paths)."""
+    out = Path(out).resolve()
     record = json.loads((out / "assets.json").read_text())
     for name in _PATH_FIELDS:
         record[name] = str(out / record[name])
@@ -166,7 +179,7 @@ def build_assets(
     if marker.exists():
         found = json.loads(marker.read_text())
         if found == params:
-            return _load(out)
+            return load_assets(out)
         other_build = any(found.get(k) != params[k] for k in ("task", "seed", "quick")) or (
             found.get("build_version") == BUILD_VERSION and found.get("student_target") != params["student_target"]
         )

@@ -23,11 +23,7 @@ def _run_opd(assets, tmp_path: Path, ranks: int) -> list[dict]:
     log = tmp_path / "metrics.jsonl"
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "configs"), "--config-name", "toy_cpu",
-        f"data.train_files={assets.train_file}", f"data.val_files={assets.val_file}",
-        f"actor_rollout_ref.model.path={assets.student_dir}",
-        f"distillation.teacher_models.teacher_model.model_path={assets.teacher_dir}",
-        f"reward.custom_reward_function.path={assets.reward_path}",
-        f"reward.custom_reward_function.name={assets.reward_name}",
+        *assets.run_overrides(),
         f"trainer.total_training_steps={STEPS}", f"trainer.n_gpus_per_node={ranks}",
         "trainer.logger=[console,file]", f"hydra.run.dir={tmp_path / 'hydra'}",
     ]

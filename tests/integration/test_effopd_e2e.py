@@ -49,12 +49,7 @@ def effopd_train(assets, run_dir: Path, *overrides: str, steps: int = 5, ranks: 
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "metrics.jsonl"
     cmd = [
-        sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu",
-        f"data.train_files={assets.train_file}", f"data.val_files={assets.val_file}",
-        f"actor_rollout_ref.model.path={assets.student_dir}",
-        f"distillation.teacher_models.teacher_model.model_path={assets.teacher_dir}",
-        f"reward.custom_reward_function.path={assets.reward_path}",
-        f"reward.custom_reward_function.name={assets.reward_name}",
+        sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu", *assets.run_overrides(),
         f"trainer.total_training_steps={steps}", f"trainer.n_gpus_per_node={ranks}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         "trainer.logger=[console,file]", f"hydra.run.dir={run_dir / 'hydra'}",
@@ -198,10 +193,7 @@ def test_disabled_effopd_is_verl_opd(toy_assets, tmp_path):
     plain_dir.mkdir()
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "configs"), "--config-name", "toy_cpu",
-        f"data.train_files={toy_assets.train_file}", f"data.val_files={toy_assets.val_file}",
-        f"actor_rollout_ref.model.path={toy_assets.student_dir}",
-        f"distillation.teacher_models.teacher_model.model_path={toy_assets.teacher_dir}",
-        f"reward.custom_reward_function.path={toy_assets.reward_path}",
+        *toy_assets.run_overrides(),
         "trainer.total_training_steps=2", "trainer.save_freq=2",
         f"trainer.default_local_dir={plain_dir / 'checkpoints'}", f"hydra.run.dir={plain_dir / 'hydra'}",
     ]
