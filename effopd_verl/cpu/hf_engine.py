@@ -4,9 +4,20 @@ One :meth:`HFEngine.run` call serves a whole batch of requests:
 
 * requests asking for prompt log-probs (the distillation teacher) share one padded forward pass;
   their first generated token comes from the same pass;
-* the other requests are grouped by sampling settings, and each group is generated in one call of
-  ``model.generate`` over the left-padded prompts. A row longer than its own ``max_tokens`` is cut:
-  generation is autoregressive, so the cut row equals a row generated with that limit.
+* the other requests are grouped by sampling settings, and each group is decoded together: one
+  forward pass with a KV cache per step over the left-padded rows, then one token per row.
+
+Rollouts are reproducible: every sampled request draws from its own ``torch.Generator``, seeded by
+:func:`request_seed` from the engine's base seed, the trainer step of the last weight push, the
+request itself (seed tag, sampling settings, ``max_tokens``, prompt) and how many sampled requests
+equal to it came before since that push. Which tokens a request gets therefore does not depend on
+the other requests of its batch, nor on how the server's batching window happened to cut the stream
+of requests, nor on how many weight pushes came before (a server restarted from a checkpoint gets
+the push of the step it resumes at, and samples what the first one did). Log-probs may differ in the
+last float bits with the batch (CPU matrix products round differently for different batch shapes);
+a token only changes if such a rounding difference decides between two almost equally likely draws.
+The step, not a hash of the weights, keys the streams for that reason: weights that differ in their
+last bits between two runs still give the same tokens.
 
 Log-probs of sampled tokens are "processed" as verl asks of its engines (``rollout.logprobs_mode``):
 ``log_softmax(logits / temperature)``, the same quantity the actor computes on the same tokens.
@@ -14,21 +25,27 @@ Log-probs of sampled tokens are "processed" as verl asks of its engines (``rollo
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from array import array
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from effopd_verl.cpu.prompt_logprobs import prompt_logprob_rows
 
-__all__ = ["HFEngine", "Request", "Result"]
+__all__ = ["HFEngine", "Request", "Result", "request_seed"]
 
 
 @dataclass
 class Request:
-    """One generate call, its sampling settings already resolved."""
+    """One generate call, its sampling settings already resolved.
+
+    ``seed_tag`` separates the random streams of requests with the same prompt (see :func:`request_seed`).
+    """
 
     prompt_ids: list[int]
     max_tokens: int
@@ -37,9 +54,16 @@ class Request:
     top_k: int = -1
     ignore_eos: bool = False
     prompt_logprobs: Optional[int] = None  # None: no scoring; 0: the actual tokens; k > 0: top k
+    seed_tag: str = ""
 
     def sampling_key(self) -> tuple:
         return (float(self.temperature), float(self.top_p), int(self.top_k), bool(self.ignore_eos))
+
+    def stream_key(self) -> bytes:
+        """Digest of the seed tag, sampling settings, ``max_tokens`` and prompt: requests with equal keys
+        are interchangeable and share an occurrence count (see :func:`request_seed`)."""
+        settings = repr((self.seed_tag, self.sampling_key(), int(self.max_tokens))).encode()
+        return hashlib.sha256(settings + b"\0" + array("q", self.prompt_ids).tobytes()).digest()
 
 
 @dataclass
@@ -53,15 +77,23 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+def request_seed(base_seed: int, step: Optional[int], stream_key: bytes, occurrence: int) -> int:
+    """The seed of one sampled request's generator: the first 63 bits of
+    ``sha256(base_seed, step, occurrence, stream_key)``, where ``step`` is the trainer step of the last
+    weight push (None before any), ``stream_key`` is :meth:`Request.stream_key` and ``occurrence``
+    counts the earlier sampled requests with the same key since that push (so n samples of one prompt,
+    or a repeated prompt, differ)."""
+    head = repr((int(base_seed), step, int(occurrence))).encode()
+    return int.from_bytes(hashlib.sha256(head + b"\0" + stream_key).digest()[:8], "little") >> 1
+
+
 def _processed_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
     scaled = logits.float() / temperature if temperature > 0 else logits.float()
     return torch.log_softmax(scaled, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
-    """One token per row of ``logits`` (B, V), with the same warpers ``model.generate`` applies."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
+def _warped_probs(logits: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
+    """Sampling distribution per row of ``logits`` (B, V), with the warpers ``model.generate`` applies."""
     scores = logits.float() / temperature
     if 0 < top_k < scores.shape[-1]:
         kth = scores.topk(top_k, dim=-1).values[..., -1:]
@@ -72,7 +104,18 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int) 
         remove_sorted = cumulative <= (1 - top_p)
         remove_sorted[..., -1:] = False
         scores = scores.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
-    return torch.multinomial(scores.softmax(dim=-1), 1).squeeze(-1)
+    return scores.softmax(dim=-1)
+
+
+def _sample(
+    logits: torch.Tensor, request: Request, generators: Sequence[Optional[torch.Generator]]
+) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V) with ``request``'s settings; row i draws from ``generators[i]``
+    (greedy, temperature 0, takes the argmax and needs none)."""
+    if request.temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = _warped_probs(logits, request.temperature, request.top_p, request.top_k)
+    return torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generators)])
 
 
 class HFEngine:
@@ -82,22 +125,40 @@ class HFEngine:
         model: the HF model (eval mode is set here).
         eos_token_ids: tokens that end a response.
         pad_token_id: padding for batched inputs.
+        seed: base seed of every request's generator (:func:`request_seed`).
     """
 
-    def __init__(self, model: PreTrainedModel, eos_token_ids: Iterable[int], pad_token_id: int):
+    def __init__(self, model: PreTrainedModel, eos_token_ids: Iterable[int], pad_token_id: int, seed: int = 0):
         self.model = model.eval()
         self.eos_token_ids = sorted({int(t) for t in eos_token_ids})
         self.pad_token_id = int(pad_token_id)
+        self.seed = int(seed)
         self._lock = threading.Lock()
         self.weight_version = 0
+        self._restart_streams(step=None)
+
+    def _restart_streams(self, step: Optional[int]) -> None:
+        self._step = step
+        self._occurrences: Counter[bytes] = Counter()
+
+    def _generator(self, request: Request) -> Optional[torch.Generator]:
+        """The request's own generator (None when greedy); counts the request as an occurrence."""
+        if request.temperature <= 0:
+            return None
+        key = request.stream_key()
+        seed = request_seed(self.seed, self._step, key, self._occurrences[key])
+        self._occurrences[key] += 1
+        return torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ weights
     @torch.no_grad()
-    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], step: Optional[int] = None) -> int:
         """Copy ``(name, tensor)`` pairs into the model's parameters and buffers; returns how many.
 
         Names are the HF state-dict names the trainer's FSDP engine exports; an unknown name or a
-        wrong shape raises, so a broken weight push cannot pass silently.
+        wrong shape raises, so a broken weight push cannot pass silently. ``step`` is the trainer step
+        of the weights (verl's ``global_steps``): the random streams restart from it, occurrence counts
+        at zero; without a step (a push that only wakes the current weights up) they go on.
         """
         state = self.model.state_dict(keep_vars=True)
         count = 0
@@ -110,6 +171,8 @@ class HFEngine:
                     raise ValueError(f"weight {name!r}: shape {tuple(tensor.shape)} != model's {tuple(target.shape)}")
                 target.data.copy_(tensor.to(target.dtype))
                 count += 1
+            if step is not None:
+                self._restart_streams(step)
         return count
 
     # ------------------------------------------------------------------ serving
@@ -117,20 +180,23 @@ class HFEngine:
         """Serve a batch; results in the order of ``requests``."""
         results: list[Optional[Result]] = [None] * len(requests)
         with self._lock, torch.no_grad():
+            generators = [self._generator(r) for r in requests]  # in batch order: occurrences count in arrival order
             scoring = [i for i, r in enumerate(requests) if r.prompt_logprobs is not None]
             if scoring:
-                for i, result in zip(scoring, self._score([requests[i] for i in scoring])):
+                scored = self._score([requests[i] for i in scoring], [generators[i] for i in scoring])
+                for i, result in zip(scoring, scored):
                     results[i] = result
             groups: dict[tuple, list[int]] = {}
             for i, request in enumerate(requests):
                 if results[i] is None:
                     groups.setdefault(request.sampling_key(), []).append(i)
             for indices in groups.values():
-                for i, result in zip(indices, self._generate([requests[i] for i in indices])):
+                generated = self._generate([requests[i] for i in indices], [generators[i] for i in indices])
+                for i, result in zip(indices, generated):
                     results[i] = result
         return results  # type: ignore[return-value]
 
-    def _score(self, requests: Sequence[Request]) -> list[Result]:
+    def _score(self, requests: Sequence[Request], generators: Sequence[Optional[torch.Generator]]) -> list[Result]:
         lengths = [len(r.prompt_ids) for r in requests]
         width = max(lengths)
         input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
@@ -140,56 +206,66 @@ class HFEngine:
             attention_mask[row, : lengths[row]] = 1
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         results = []
-        for row, request in enumerate(requests):
+        for row, (request, generator) in enumerate(zip(requests, generators)):
             n = lengths[row]
             table = prompt_logprob_rows(logits[row, :n], input_ids[row, :n], request.prompt_logprobs)
-            last = logits[row, n - 1 : n]
-            token = _sample(last, request.temperature, request.top_p, request.top_k)
-            logprob = _processed_logprobs(last, token, request.temperature)
             if request.max_tokens > 1:
-                # rare (full responses with scoring): generate the rest separately, keep the table
-                generated = self._generate([request])[0]
+                # rare (full responses with scoring): generate separately, keep the table
+                generated = self._generate([request], [generator])[0]
                 generated.prompt_table = table
                 results.append(generated)
                 continue
+            last = logits[row, n - 1 : n]
+            token = _sample(last, request, [generator])
+            logprob = _processed_logprobs(last, token, request.temperature)
             stop = not request.ignore_eos and int(token) in self.eos_token_ids
             results.append(Result([int(token)], [float(logprob)], "stop" if stop else "length", table))
         return results
 
-    def _generate(self, requests: Sequence[Request]) -> list[Result]:
-        first = requests[0]
+    def _left_padded(self, requests: Sequence[Request]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = [len(r.prompt_ids) for r in requests]
         width = max(lengths)
         input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
-        for row, request in enumerate(requests):  # left padding for generation
+        for row, request in enumerate(requests):
             input_ids[row, width - lengths[row] :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - lengths[row] :] = 1
-        greedy = first.temperature <= 0
-        config = GenerationConfig(
-            max_new_tokens=max(r.max_tokens for r in requests),
-            do_sample=not greedy,
-            temperature=None if greedy else first.temperature,
-            top_p=None if greedy or first.top_p >= 1.0 else first.top_p,
-            top_k=None if greedy or first.top_k <= 0 else first.top_k,
-            # ignore_eos: an id no token has (None would fall back to the model's own end tokens)
-            eos_token_id=[self.model.config.vocab_size] if first.ignore_eos else self.eos_token_ids,
-            pad_token_id=self.pad_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-        new_tokens = out.sequences[:, width:]
-        step_logits = torch.stack(out.logits, dim=1) if out.logits else torch.empty(len(requests), 0, 1)
-        results = []
-        for row, request in enumerate(requests):
-            tokens = new_tokens[row, : request.max_tokens]
-            finish = "length"
-            if not request.ignore_eos:
-                for pos, token in enumerate(tokens.tolist()):
-                    if token in self.eos_token_ids:
-                        tokens, finish = tokens[: pos + 1], "stop"
-                        break
-            logprobs = _processed_logprobs(step_logits[row, : len(tokens)], tokens, request.temperature)
-            results.append(Result(tokens.tolist(), logprobs.tolist(), finish))
-        return results
+        return input_ids, attention_mask
+
+    def _generate(self, requests: Sequence[Request], generators: Sequence[Optional[torch.Generator]]) -> list[Result]:
+        """Decode requests of one sampling setting together until each has an end token or its ``max_tokens``.
+
+        Inputs are prepared as ``model.generate`` does (left padding, positions counted over the
+        attention mask, a dynamic KV cache, logits of the last position only).
+        """
+        settings = requests[0]
+        input_ids, attention_mask = self._left_padded(requests)
+        position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        tokens: list[list[int]] = [[] for _ in requests]
+        logprobs: list[list[float]] = [[] for _ in requests]
+        finish = [""] * len(requests)  # "" while the row is still generating
+        while True:
+            logits = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=cache, use_cache=True, logits_to_keep=1,
+            ).logits[:, -1].float()
+            chosen = _sample(logits, settings, generators)
+            processed = _processed_logprobs(logits, chosen, settings.temperature)
+            for row, (request, token, logprob) in enumerate(zip(requests, chosen.tolist(), processed.tolist())):
+                if not finish[row]:
+                    tokens[row].append(token)
+                    logprobs[row].append(logprob)
+                    finish[row] = self._finish_reason(request, tokens[row])
+            if all(finish):
+                break
+            input_ids = chosen.unsqueeze(-1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(requests), 1)], dim=-1)
+            position_ids = position_ids[:, -1:] + 1
+        return [Result(t, lp, f) for t, lp, f in zip(tokens, logprobs, finish)]
+
+    def _finish_reason(self, request: Request, tokens: list[int]) -> str:
+        """Returns "stop" after an end token (unless ``ignore_eos``), "length" at ``max_tokens``, else ""."""
+        if not request.ignore_eos and tokens[-1] in self.eos_token_ids:
+            return "stop"
+        return "length" if len(tokens) >= request.max_tokens else ""

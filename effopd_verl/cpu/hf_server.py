@@ -4,7 +4,9 @@ It implements the calls verl 0.9.1 makes on a rollout server actor (the vLLM ser
 ``generate`` returning a ``TokenOutput``, plus the sleep / wake / cache / abort / profile controls,
 which have nothing to do on a CPU) and two calls of its own for weight pushes from
 :class:`effopd_verl.cpu.hf_adapter.HFServerAdapter`. Concurrent ``generate`` calls are served in
-batches (:class:`effopd_verl.cpu.batching.MicroBatcher`).
+batches (:class:`effopd_verl.cpu.batching.MicroBatcher`); what a sampled request gets does not depend
+on its batch (see :mod:`effopd_verl.cpu.hf_engine`): it is seeded from ``rollout.seed``, the
+``global_steps`` of the last weight push, the request and :func:`seed_tag`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from verl.workers.rollout.replica import TokenOutput
 from effopd_verl.cpu.batching import MicroBatcher
 from effopd_verl.cpu.hf_engine import HFEngine, Request, Result
 
-__all__ = ["HFRolloutServer", "resolve_request"]
+__all__ = ["HFRolloutServer", "resolve_request", "seed_tag"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,15 @@ def resolve_request(prompt_ids: list[int], sampling_params: dict[str, Any], conf
     return request
 
 
-def _load_engine(model_config: HFModelConfig, dtype: torch.dtype) -> HFEngine:
+def seed_tag(replica_rank: int, request_id: str) -> str:
+    """The :attr:`Request.seed_tag` of a call: the replica rank (so replicas serving copies of one prompt
+    draw different samples), plus the request id when it is one of verl's deterministic ids
+    (``det-<sample index>``, sent under ``rollout.full_determinism``), which then fixes each sample's
+    stream whatever the order of arrival; other ids (random uuids) are left out."""
+    return f"{replica_rank}/{request_id if request_id.startswith('det-') else ''}"
+
+
+def _load_engine(model_config: HFModelConfig, dtype: torch.dtype, seed: int) -> HFEngine:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -80,7 +90,7 @@ def _load_engine(model_config: HFModelConfig, dtype: torch.dtype) -> HFEngine:
     if tokenizer is not None and tokenizer.eos_token_id is not None:
         eos.add(tokenizer.eos_token_id)
     pad = tokenizer.pad_token_id if tokenizer is not None and tokenizer.pad_token_id is not None else min(eos, default=0)
-    return HFEngine(model, eos_token_ids=eos, pad_token_id=pad)
+    return HFEngine(model, eos_token_ids=eos, pad_token_id=pad, seed=seed)
 
 
 class HFRolloutServer:
@@ -100,7 +110,7 @@ class HFRolloutServer:
         self.model_config: HFModelConfig = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.global_steps: Optional[int] = None
-        self.engine = _load_engine(self.model_config, torch.float32)
+        self.engine = _load_engine(self.model_config, torch.float32, seed=self.config.seed)
         hf_kwargs = dict(self.config.engine_kwargs.get("hf", {}) or {})
         self.batcher: MicroBatcher[Request, Result] = MicroBatcher(
             self.engine.run,
@@ -126,6 +136,7 @@ class HFRolloutServer:
         if image_data is not None or video_data is not None:
             raise NotImplementedError("the hf rollout server serves text-only models")
         request = resolve_request(prompt_ids, sampling_params, self.config)
+        request.seed_tag = seed_tag(self.replica_rank, request_id)
         result = await self.batcher.submit(request)
         extra: dict[str, Any] = {"global_steps": self.global_steps}
         if result.prompt_table is not None:
@@ -144,9 +155,10 @@ class HFRolloutServer:
         return len(self._staged)
 
     async def commit_weights(self, global_steps: Optional[int] = None) -> dict[str, int]:
-        """Load every staged tensor into the model; returns counts for the caller's checks."""
+        """Load every staged tensor into the model (``global_steps`` keys the random streams from now on,
+        :meth:`HFEngine.load_weights`); returns counts for the caller's checks."""
         staged, self._staged = self._staged, []
-        loaded = self.engine.load_weights(staged)
+        loaded = self.engine.load_weights(staged, step=global_steps)
         self.engine.weight_version += 1
         self.global_steps = global_steps
         return {"loaded": loaded, "weight_version": self.engine.weight_version}
