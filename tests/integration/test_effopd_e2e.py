@@ -22,11 +22,6 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[2]
 HUGE_ALPHA = 100000.0
 TRIGGERS = [1, 2, 4]
-NOT_REPRODUCIBLE_YET = pytest.mark.xfail(
-    reason="the hf rollout samples from the process-global RNG, so two identical runs differ in their rollouts; "
-    "bit-equality needs per-request seeding in effopd_verl/cpu/hf_engine.py (in progress, not landed)",
-    strict=False,
-)
 UNDER_STEPPED = [
     "data.train_batch_size=64",
     "actor_rollout_ref.actor.ppo_mini_batch_size=64",
@@ -140,7 +135,6 @@ def test_reward_search_on_two_ranks(toy_assets, tmp_path):
 
 
 @pytest.mark.slow
-@NOT_REPRODUCIBLE_YET
 def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets, tmp_path):
     settings = [*UNDER_STEPPED, "effopd.enable=true", "effopd.score=teacher_logprob", "effopd.val_size=32",
                 f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "trainer.save_freq=2"]
@@ -153,23 +147,33 @@ def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets
     resumed = effopd_train(toy_assets, tmp_path / "split", *settings, steps=5)
     assert sorted(searches(resumed)) == [4]
     assert_same_history(resumed, whole, final_step=5)
-    whole_model, resumed_model = model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1)
-    for name, tensor in whole_model.items():
-        assert torch.equal(tensor, resumed_model[name]), name
-    for name, tensor in effopd_shard(whole.checkpoints, 5, 0, 1).items():
-        assert torch.equal(tensor, effopd_shard(resumed.checkpoints, 5, 0, 1)[name]), name
+    assert_same_weights(model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1))
+    assert_same_weights(effopd_shard(whole.checkpoints, 5, 0, 1), effopd_shard(resumed.checkpoints, 5, 0, 1))
 
 
 def assert_same_history(a: Run, b: Run, final_step: int) -> None:
-    """Search histories equal in everything but the seconds they took."""
+    """Search histories with the same decisions (steps, candidates, outcomes, accepted α) and the same scores and
+    direction norms up to float summation order (see :func:`assert_same_weights`)."""
 
     def decisions(run: Run) -> list:
-        return [
-            (s["step"], s["accepted_alpha"], s["direction_norm"], [(c["alpha"], c["score"], c["outcome"]) for c in s["candidates"]])
-            for s in run.state(final_step)["history"]
-        ]
+        return [(s["step"], s["accepted_alpha"], [(c["alpha"], c["outcome"]) for c in s["candidates"]])
+                for s in run.state(final_step)["history"]]
+
+    def numbers(run: Run) -> list[float]:
+        return [x for s in run.state(final_step)["history"] for x in (s["direction_norm"], *(c["score"] for c in s["candidates"]))]
 
     assert decisions(a) == decisions(b)
+    assert numbers(a) == pytest.approx(numbers(b), rel=1e-5)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Equal up to float summation order: the same samples reach the actor in a different order in two identical
+    runs (verl 0.9.1 keys each prompt by a random uuid4 and takes the replay buffer's keys out of a set:
+    v1/trainer_base.py:1476, v1/replay_buffer.py:388), so micro-batches sum in another order. Measured: 4.5e-8 apart
+    after 5 steps, where one step at lr 1e-5 moves weights by 1e-5; the tolerance is a tenth of one step."""
+    assert set(a) == set(b)
+    for name, tensor in a.items():
+        assert torch.allclose(tensor.float(), b[name].float(), rtol=0, atol=1e-6), name
 
 
 @pytest.mark.slow
@@ -186,9 +190,9 @@ def test_fixed_alpha_baseline_jumps_unscored(toy_assets, tmp_path):
 
 
 @pytest.mark.slow
-@NOT_REPRODUCIBLE_YET
 def test_disabled_effopd_is_verl_opd(toy_assets, tmp_path):
-    """``effopd.enable=false`` through effopd-train gives the weights of verl's own main_ppo, bit for bit."""
+    """``effopd.enable=false`` through effopd-train gives the weights of verl's own main_ppo (same samples; weights
+    equal up to float summation order, :func:`assert_same_weights`)."""
     plain_dir = tmp_path / "plain"
     plain_dir.mkdir()
     cmd = [
@@ -202,10 +206,7 @@ def test_disabled_effopd_is_verl_opd(toy_assets, tmp_path):
     off = effopd_train(toy_assets, tmp_path / "off", "effopd.enable=false", "trainer.save_freq=2", steps=2)
     assert not searches(off) and "[effopd]" not in off.stdout
     assert not (off.checkpoints / "global_step_2" / "effopd").exists()
-    plain, ours = model_shard(plain_dir / "checkpoints", 2, 0, 1), model_shard(off.checkpoints, 2, 0, 1)
-    assert set(plain) == set(ours)
-    for name, tensor in plain.items():
-        assert torch.equal(tensor, ours[name]), name
+    assert_same_weights(model_shard(plain_dir / "checkpoints", 2, 0, 1), model_shard(off.checkpoints, 2, 0, 1))
 
 
 def test_bad_input_stops_before_ray_starts(toy_assets, tmp_path):
