@@ -6,13 +6,23 @@ metric (by default the validation metrics ``val-core/*`` and EffOPD's best searc
 the value against the global step and against wall time (the sum of verl's ``timing_s/step``),
 with a vertical line at every EffOPD search labelled with the accepted α.
 
+``--metric`` takes exact names or shell-style patterns (``'val-core/*/reward/mean@1'``); ``--hline
+teacher=0.99`` draws a labelled reference line on the validation panels (``PATTERN:LABEL=VALUE`` on
+the panels of other metrics); ``--table PATH`` (``.md`` or ``.json``) writes the plotted metrics per
+logged step with the wall time, one table per run. A run is named after its file, or after its
+folder where the file's name (verl's ``metrics.jsonl``, say) does not tell runs apart.
+
     effopd-report runs/vanilla.jsonl runs/effopd.jsonl --out runs/report.png
+    effopd-report runs/opd/metrics.jsonl --metric 'val-core/*/reward/mean@1' --metric actor/distillation/loss \
+        --hline teacher=0.99 --table runs/opd/curve.md --out runs/opd/curve.png
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +30,7 @@ from pathlib import Path
 STEP_TIME = "timing_s/step"
 ACCEPTED_ALPHA = "effopd/accepted_alpha"
 DEFAULT_PREFIXES = ("val-core/", "effopd/score_best")
+DEFAULT_HLINE_PATTERN = "val-core/*"
 
 
 @dataclass
@@ -73,7 +84,93 @@ def find_logs(paths: list[str]) -> list[Path]:
     return found
 
 
-def plot(runs: list[RunLog], metrics: list[str], out: str) -> None:
+def read_runs(paths: list[Path]) -> list[RunLog]:
+    """Each log as a run, named after its file, or ``folder/file`` where file names repeat."""
+    runs = [RunLog.read(p) for p in paths]
+    stems = [p.stem for p in paths]
+    for run, path in zip(runs, paths):
+        if stems.count(path.stem) > 1 or path.stem == "metrics":
+            run.name = path.parent.name or path.stem
+    names = [r.name for r in runs]
+    for run, path in zip(runs, paths):
+        if names.count(run.name) > 1:
+            run.name = str(path)
+    return runs
+
+
+def select_metrics(patterns: list[str], available: set[str]) -> tuple[list[str], list[str]]:
+    """(the logged metrics the names or patterns pick, in the order given; the patterns that pick none)."""
+    picked: list[str] = []
+    unmatched: list[str] = []
+    for pattern in patterns:
+        hits = [pattern] if pattern in available else sorted(fnmatch.filter(available, pattern))
+        if not hits:
+            unmatched.append(pattern)
+        picked.extend(m for m in hits if m not in picked)
+    return picked, unmatched
+
+
+@dataclass
+class HLine:
+    """A labelled horizontal reference line on the panels of the metrics matching ``pattern``."""
+
+    label: str
+    value: float
+    pattern: str = DEFAULT_HLINE_PATTERN
+
+    @classmethod
+    def parse(cls, text: str) -> "HLine":
+        pattern, _, rest = text.rpartition(":") if ":" in text.split("=", 1)[0] else ("", "", text)
+        label, sep, value = rest.partition("=")
+        try:
+            if not sep or not label:
+                raise ValueError
+            return cls(label=label, value=float(value), pattern=pattern or DEFAULT_HLINE_PATTERN)
+        except ValueError:
+            raise SystemExit(f"effopd-report: --hline {text!r}: expected LABEL=VALUE or METRIC_PATTERN:LABEL=VALUE") from None
+
+    def applies_to(self, metric: str) -> bool:
+        return metric == self.pattern or fnmatch.fnmatch(metric, self.pattern)
+
+
+def table_rows(run: RunLog, metrics: list[str]) -> list[dict[str, float | int | None]]:
+    """One row per step where any of ``metrics`` was logged: step, wall seconds, each metric (None: not logged)."""
+    wall, total = [], 0.0
+    for row in run.rows:
+        total += row.get(STEP_TIME, 0.0)
+        wall.append(total)
+    return [
+        {"step": step, "wall_s": round(w, 3), **{m: row.get(m) for m in metrics}}
+        for step, w, row in zip(run.steps, wall, run.rows)
+        if any(m in row for m in metrics)
+    ]
+
+
+def write_table(runs: list[RunLog], metrics: list[str], path: str) -> None:
+    tables = {run.name: table_rows(run, metrics) for run in runs}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith(".json"):
+        with open(path, "w") as f:
+            json.dump({"metrics": metrics, "runs": tables}, f, indent=1)
+            f.write("\n")
+        return
+
+    def cell(v: float | int | None) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines: list[str] = []
+    for name, rows in tables.items():
+        lines += [f"**{name}**", "", "| step | wall (s) | " + " | ".join(metrics) + " |",
+                  "|---|---|" + "---|" * len(metrics)]
+        lines += ["| " + " | ".join(cell(r[k]) for k in ("step", "wall_s", *metrics)) + " |" for r in rows]
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(runs: list[RunLog], metrics: list[str], out: str, hlines: list[HLine] = (), title: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,11 +193,16 @@ def plot(runs: list[RunLog], metrics: list[str], out: str) -> None:
                     if row == 0:
                         ax.annotate(f"α={a:g}", (x, 1), xycoords=("data", "axes fraction"), fontsize=7,
                                     rotation=90, va="top", color=line.get_color())
+            for h in hlines:
+                if h.applies_to(metric):
+                    ax.axhline(h.value, color="grey", linestyle=":", linewidth=1)
+                    ax.annotate(f"{h.label} {h.value:g}", (0.01, h.value), xycoords=("axes fraction", "data"),
+                                fontsize=7, color="grey", va="bottom")
             ax.set_xlabel(axis_name)
             ax.set_ylabel(metric, fontsize=8)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("EffOPD report (dashed: searches, with the accepted α)")
+    fig.suptitle(title or "EffOPD report (dashed: searches, with the accepted α)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -110,18 +212,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="effopd-report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="verl file-logger .jsonl files, or folders holding them")
-    parser.add_argument("--metric", action="append", help="metric to plot (repeatable); default: val-core/* and effopd/score_best")
+    parser.add_argument("--metric", action="append",
+                        help="metric name or shell-style pattern to plot (repeatable); default: val-core/* and effopd/score_best")
     parser.add_argument("--out", default="effopd_report.png", help="PNG to write")
+    parser.add_argument("--hline", action="append", default=[], metavar="[PATTERN:]LABEL=VALUE",
+                        help=f"labelled reference line on the panels of metrics matching PATTERN (default {DEFAULT_HLINE_PATTERN})")
+    parser.add_argument("--table", metavar="PATH", help="also write the plotted metrics per logged step (.md or .json)")
+    parser.add_argument("--title", help="figure title")
     args = parser.parse_args(argv)
 
-    runs = [RunLog.read(p) for p in find_logs(args.runs)]
+    hlines = [HLine.parse(h) for h in args.hline]
+    runs = read_runs(find_logs(args.runs))
     available = set().union(*(r.metrics() for r in runs))
-    metrics = args.metric or sorted(m for m in available if m.startswith(DEFAULT_PREFIXES))
-    unknown = [m for m in metrics if m not in available]
+    if args.metric:
+        metrics, unknown = select_metrics(args.metric, available)
+    else:
+        metrics, unknown = sorted(m for m in available if m.startswith(DEFAULT_PREFIXES)), []
     if unknown or not metrics:
         raise SystemExit(f"effopd-report: metric(s) {unknown or 'none'} not logged; logged are e.g. {sorted(available)[:20]}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    plot(runs, metrics, args.out)
+    plot(runs, metrics, args.out, hlines, args.title)
+    if args.table:
+        write_table(runs, metrics, args.table)
+        print(f"wrote {args.table}")
     for run in runs:
         steps, _, alphas = run.series(ACCEPTED_ALPHA)
         searches = ", ".join(f"t={s}: α={a:g}" for s, a in zip(steps, alphas)) or "none"
