@@ -12,10 +12,12 @@ Outputs: a summary table on stdout; ``--json PATH`` (default ``DIR/geometry.json
 (against training progress = step / final step, the step read from names such as
 ``global_step_40``); with ``--rescale-out DIR``, for every CKPT other than the final, the paper's
 module-wise norm-rescaled model W_base + (‖ΔW_final‖_F / ‖ΔW_ckpt‖_F)·ΔW_ckpt per parameter, written
-as an HF folder (the base's config and tokenizer copied) for evaluation.
+as an HF folder (the base's config and tokenizer copied) for evaluation; with ``--paper-table PATH``,
+Markdown tables of the attention + MLP means next to the paper's Table 1
+(:mod:`effopd_verl.cli.paper_table`).
 
     effopd-analyze base/ ckpts/global_step_10 ckpts/global_step_50 ckpts/global_step_100 \\
-        --out-dir analysis/ --rescale-out analysis/rescaled
+        --out-dir analysis/ --rescale-out analysis/rescaled --paper-table analysis/table1.md
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from effopd_verl.cli.geometry_plots import plot_alignment_with_final, plot_update_norm_by_layer
+from effopd_verl.cli.paper_table import paper_tables
 from effopd_verl.core.diagnostics import (
     DEFAULT_ALIGNMENT_RANK,
     CheckpointGeometry,
@@ -96,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoints", metavar="CKPT", nargs="+", help="trained weights, in training order")
     parser.add_argument("--final", metavar="FINAL", help="the final weights to align with (default: the last CKPT)")
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the metrics as JSON here")
+    parser.add_argument("--paper-table", metavar="PATH", type=Path,
+                        help="write Markdown tables of the means next to the paper's Table 1 here")
     parser.add_argument("--out-dir", metavar="DIR", type=Path, help="write the PNGs (and geometry.json) here")
     parser.add_argument("--rescale-out", metavar="DIR", type=Path,
                         help="write each non-final CKPT's update rescaled per module to the final norm here")
@@ -232,22 +237,26 @@ def main(argv: list[str] | None = None) -> None:
     progress, progress_label = training_progress(checkpoints)
     print_summary(list(zip(checkpoints, aggregates)))
 
+    has_progress = progress_label.startswith("training progress")
+    report = {
+        "base": args.base,
+        "final": final.path,
+        "alignment_rank": args.alignment_rank,
+        "device": str(device),
+        "checkpoints": [
+            checkpoint_json(c, x if has_progress else None, geometry[c.path], a, shapes)
+            for c, x, a in zip(checkpoints, progress, aggregates)
+        ],
+    }
     json_path = args.json or (args.out_dir / JSON_NAME if args.out_dir else None)
     if json_path:
-        has_progress = progress_label.startswith("training progress")
-        report = {
-            "base": args.base,
-            "final": final.path,
-            "alignment_rank": args.alignment_rank,
-            "device": str(device),
-            "checkpoints": [
-                checkpoint_json(c, x if has_progress else None, geometry[c.path], a, shapes)
-                for c, x, a in zip(checkpoints, progress, aggregates)
-            ],
-        }
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1))
         print(f"wrote {json_path}")
+    if args.paper_table:
+        args.paper_table.parent.mkdir(parents=True, exist_ok=True)
+        args.paper_table.write_text(paper_tables(report))
+        print(f"wrote {args.paper_table}")
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         labels = [c.path if c.step is None else f"step {c.step}" for c in checkpoints]

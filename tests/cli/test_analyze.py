@@ -129,6 +129,27 @@ def test_json_pngs_and_rescaled_checkpoints(run, tmp_path, capsys):
     assert scales[name] == pytest.approx(predicted.item(), rel=1e-5) and 8 < scales[name] < 10
 
 
+def test_paper_table_puts_our_means_next_to_table_1(run, tmp_path, capsys):
+    out = tmp_path / "table1.md"
+    main([str(run / "base"), *(ckpt(run, s) for s in STEPS), "--json", str(tmp_path / "g.json"),
+          "--paper-table", str(out), "--device", "cpu"])
+    assert f"wrote {out}" in capsys.readouterr().out
+    ours = [c["aggregates"]["attention_and_mlp"] for c in json.loads((tmp_path / "g.json").read_text())["checkpoints"]]
+    lines = out.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| metric | toy OPD"))
+    assert header.count("toy OPD") == len(STEPS) and "10% (step 10)" in header and "100% (step 100)" in header
+
+    def row(label: str) -> list[str]:
+        return [cell.strip() for cell in next(line for line in lines if line.startswith(f"| {label} |")).strip("|").split("|")]
+
+    ratio = row("spectral / Frobenius ratio")
+    assert ratio[1:1 + len(STEPS)] == [f"{a['spectral_frobenius_ratio']:.1%}" for a in ours]
+    assert ratio[-2:] == ["1.5B 39.6%, 4B 25.7%, 8B 36.8%, 14B 28.1%", "1.5B 33.2%, 4B 19.7%, 8B 32.7%, 14B 24.4%"]
+    assert row("effective rank")[1:1 + len(STEPS)] == [f"{a['effective_rank']:.1f}" for a in ours]
+    assert "8B 2341" in row("effective rank")[-2] and "8B 2754" in row("effective rank")[-1]
+    assert "OPD 51.6%" in row("bf16 update sparsity")[-2]
+
+
 def test_safetensors_files_a_separate_final_and_json_only(run, tmp_path, capsys):
     weights = run / "ckpts" / "global_step_50" / "model.safetensors"
     json_path = tmp_path / "only.json"
