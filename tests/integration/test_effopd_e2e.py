@@ -19,7 +19,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[2]
 HUGE_ALPHA = 100000.0
 TRIGGERS = [1, 2, 4]
 UNDER_STEPPED = [
@@ -190,23 +189,16 @@ def test_fixed_alpha_baseline_jumps_unscored(toy_assets, tmp_path):
 
 
 @pytest.mark.slow
-def test_disabled_effopd_is_verl_opd(toy_assets, tmp_path):
-    """``effopd.enable=false`` through effopd-train gives the weights of verl's own main_ppo (same samples; weights
-    equal up to float summation order, :func:`assert_same_weights`)."""
-    plain_dir = tmp_path / "plain"
-    plain_dir.mkdir()
-    cmd = [
-        sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "configs"), "--config-name", "toy_cpu",
-        *toy_assets.run_overrides(),
-        "trainer.total_training_steps=2", "trainer.save_freq=2",
-        f"trainer.default_local_dir={plain_dir / 'checkpoints'}", f"hydra.run.dir={plain_dir / 'hydra'}",
-    ]
-    proc = subprocess.run(cmd, cwd=plain_dir, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    off = effopd_train(toy_assets, tmp_path / "off", "effopd.enable=false", "trainer.save_freq=2", steps=2)
+def test_disabled_effopd_is_verl_opd(toy_assets, plain_opd_one_rank, tmp_path):
+    """``effopd.enable=false`` through effopd-train is verl's own main_ppo: the same samples every step (rewards and
+    response lengths), and weights equal up to float summation order (:func:`assert_same_weights`)."""
+    steps = len(plain_opd_one_rank.steps)
+    off = effopd_train(toy_assets, tmp_path / "off", "effopd.enable=false", f"trainer.save_freq={steps}", steps=steps)
     assert not searches(off) and "[effopd]" not in off.stdout
-    assert not (off.checkpoints / "global_step_2" / "effopd").exists()
-    assert_same_weights(model_shard(plain_dir / "checkpoints", 2, 0, 1), model_shard(off.checkpoints, 2, 0, 1))
+    assert not (off.checkpoints / f"global_step_{steps}" / "effopd").exists()
+    for key in ("critic/score/mean", "response_length/mean"):
+        assert [m[key] for m in off.steps] == [m[key] for m in plain_opd_one_rank.steps], key
+    assert_same_weights(model_shard(plain_opd_one_rank.checkpoints, steps, 0, 1), model_shard(off.checkpoints, steps, 0, 1))
 
 
 def test_bad_input_stops_before_ray_starts(toy_assets, tmp_path):
