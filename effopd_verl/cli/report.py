@@ -1,19 +1,23 @@
 """``effopd-report RUN [RUN …]``: plots of any run's logged metrics, EffOPD triggers marked.
 
 A RUN is a JSONL file written by verl's ``file`` logger (``trainer.logger=[console,file]``: one line
-``{"step": t, "data": {metric: value}}`` per step) or a folder searched for such files. For each
+``{"step": t, "data": {metric: value}}`` per step), a saved console output of verl's ``console``
+logger (``step:t - metric:value - …`` lines, any other file name), or a run directory: the
+file-logger logs under it, else its ``*.log`` console outputs. For each
 metric (by default the validation metrics ``val-core/*`` and EffOPD's best search score) it draws
 the value against the global step and against wall time (the sum of verl's ``timing_s/step``),
 with a vertical line at every EffOPD search labelled with the accepted α.
 
-``--metric`` takes exact names or shell-style patterns (``'val-core/*/reward/mean@1'``); ``--hline
+``--metric`` takes exact names or shell-style patterns (``'val-core/*/mean@1'``); ``--hline
 teacher=0.99`` draws a labelled reference line on the validation panels (``PATTERN:LABEL=VALUE`` on
 the panels of other metrics); ``--table PATH`` (``.md`` or ``.json``) writes the plotted metrics per
 logged step with the wall time, one table per run. A run is named after its file, or after its
 folder where the file's name (verl's ``metrics.jsonl``, say) does not tell runs apart.
 
     effopd-report runs/vanilla.jsonl runs/effopd.jsonl --out runs/report.png
-    effopd-report runs/opd/metrics.jsonl --metric 'val-core/*/reward/mean@1' --metric actor/distillation/loss \
+    effopd-report runs/opd/ --out runs/opd/report.png                 # a run directory
+    effopd-report train.log --metric 'val-core/*'                     # console output only
+    effopd-report runs/opd/metrics.jsonl --metric 'val-core/*/mean@1' --metric actor/distillation/loss \
         --hline teacher=0.99 --table runs/opd/curve.md --out runs/opd/curve.png
 """
 
@@ -24,8 +28,10 @@ import fnmatch
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 STEP_TIME = "timing_s/step"
 ACCEPTED_ALPHA = "effopd/accepted_alpha"
@@ -43,17 +49,13 @@ class RunLog:
 
     @classmethod
     def read(cls, path: Path) -> "RunLog":
+        """A verl file-logger ``.jsonl`` (``{"step": N, "data": {...}}`` per line), or any other file as
+        console output: the lines verl's console logger prints, ``step:N - key:value - …``, found anywhere
+        in a line (Ray's ``(TaskRunner pid=…)`` prefixes and colour codes are skipped)."""
         merged: dict[int, dict[str, float]] = {}
-        with open(path) as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    step, data = int(record["step"]), record["data"]
-                except (ValueError, KeyError, TypeError) as err:
-                    raise ValueError(f"{path}:{line_no} is not a verl file-logger line ({err})") from None
-                merged.setdefault(step, {}).update({k: v for k, v in data.items() if isinstance(v, (int, float))})
+        records = _file_logger_records(path) if path.suffix == ".jsonl" else _console_records(path)
+        for step, data in records:
+            merged.setdefault(step, {}).update({k: v for k, v in data.items() if isinstance(v, (int, float))})
         steps = sorted(merged)
         return cls(name=path.stem, steps=steps, rows=[merged[s] for s in steps])
 
@@ -70,17 +72,65 @@ class RunLog:
         return {k for row in self.rows for k in row}
 
 
+_CONSOLE_STEP = re.compile(r"step:(\d+) - (.*)$")
+_NUMPY_SCALAR = re.compile(r"np\.\w+\((.*)\)")  # pprint of numpy scalars: np.float64(0.25)
+
+
+def _file_logger_records(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                yield int(record["step"]), record["data"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{line_no} is not a verl file-logger line ({err})") from None
+
+
+def _console_records(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, errors="replace") as f:
+        for line in f:
+            match = _CONSOLE_STEP.search(line.rstrip())
+            if not match:
+                continue
+            data = {}
+            for item in match.group(2).split(" - "):
+                key, _, value = item.rpartition(":")
+                numpy_scalar = _NUMPY_SCALAR.fullmatch(value)
+                try:
+                    data[key] = float(numpy_scalar.group(1) if numpy_scalar else value)
+                except ValueError:
+                    continue
+            yield int(match.group(1)), data
+
+
+def is_file_logger_log(path: Path) -> bool:
+    """Whether ``path`` holds verl file-logger lines (its first line does); rollout dumps and other
+    ``.jsonl`` files do not."""
+    with open(path) as f:
+        first = next((line for line in f if line.strip()), "")
+    try:
+        record = json.loads(first)
+        return isinstance(record, dict) and "step" in record and isinstance(record.get("data"), dict)
+    except ValueError:
+        return False
+
+
 def find_logs(paths: list[str]) -> list[Path]:
+    """The logs to read: files as given; in a folder (a run directory), the verl file-logger ``.jsonl``
+    files under it, or where there are none, its ``*.log`` files as console output."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
             found.append(p)
         elif p.is_dir():
-            found.extend(sorted(p.rglob("*.jsonl")))
+            logs = [f for f in sorted(p.rglob("*.jsonl")) if is_file_logger_log(f)]
+            found.extend(logs or sorted(p.rglob("*.log")))
         else:
-            raise SystemExit(f"effopd-report: {p} does not exist; give verl file-logger .jsonl files or folders holding them")
+            raise SystemExit(f"effopd-report: {p} does not exist; give verl file-logger .jsonl files, console logs, or folders holding them")
     if not found:
-        raise SystemExit(f"effopd-report: no .jsonl logs under {paths}; run with trainer.logger=[console,file]")
+        raise SystemExit(f"effopd-report: no logs under {paths}; run with trainer.logger=[console,file], or save the console output to a .log file")
     return found
 
 
@@ -211,7 +261,7 @@ def plot(runs: list[RunLog], metrics: list[str], out: str, hlines: list[HLine] =
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="effopd-report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="verl file-logger .jsonl files, or folders holding them")
+    parser.add_argument("runs", nargs="+", help="verl file-logger .jsonl files, saved console output, or run directories")
     parser.add_argument("--metric", action="append",
                         help="metric name or shell-style pattern to plot (repeatable); default: val-core/* and effopd/score_best")
     parser.add_argument("--out", default="effopd_report.png", help="PNG to write")

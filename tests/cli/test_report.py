@@ -30,7 +30,7 @@ def test_report_plots_logged_runs_and_lists_searches(tmp_path, capsys):
 def test_report_errors_name_the_problem(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         main([str(tmp_path / "missing")])
-    with pytest.raises(SystemExit, match="no .jsonl logs"):
+    with pytest.raises(SystemExit, match="no logs under"):
         main([str(tmp_path)])
     write_log(tmp_path / "a.jsonl", [(1, {"x": 1.0})])
     with pytest.raises(SystemExit, match=r"metric\(s\) \['y'\] not logged"):

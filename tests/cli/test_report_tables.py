@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from effopd_verl.cli.report import HLine, main, read_runs, select_metrics
+from effopd_verl.cli.report import HLine, find_logs, main, read_runs, select_metrics
 
 
 def write_log(path, rows):
@@ -67,3 +67,29 @@ def test_table_and_plot_from_patterns(tmp_path, capsys):
     assert lines[4] == "| 0 | 0 | 0.15 |  |" and lines[6] == "| 2 | 5 | 0.4 | 0.7 |"
     with pytest.raises(SystemExit, match=r"metric\(s\) \['val/\*'\] not logged"):
         main([str(tmp_path / "run"), "--metric", "val/*", "--out", str(out)])
+
+
+def test_console_output_and_run_directories(tmp_path):
+    """verl's console logger lines (with Ray's prefix and colours) read like the file logger's; a run directory
+    gives its file-logger logs and skips other .jsonl files (rollout dumps), else its console .log files."""
+    console = tmp_path / "console_run" / "train.log"
+    console.parent.mkdir()
+    console.write_text(
+        "\x1b[36m(TaskRunner pid=1)\x1b[0m step:0 - val-core/toy_add/reward/mean@1:0.15\n"
+        "some other line: 3\n"
+        "\x1b[36m(TaskRunner pid=1)\x1b[0m step:1 - timing_s/step:2.0 - actor/distillation/loss:0.9 - effopd/accepted_alpha:4\n"
+        "step:2 - timing_s/step:3.0 - actor/distillation/loss:0.7 - val-core/toy_add/reward/mean@1:np.float64(0.4) - turns:np.int64(2) - note:abc\n"
+    )
+    (run,) = read_runs(find_logs([str(console.parent)]))
+    assert run.steps == [0, 1, 2]
+    assert run.series("val-core/toy_add/reward/mean@1") == ([0, 2], [0.0, 5.0], [0.15, 0.4])
+    assert run.series("effopd/accepted_alpha") == ([1], [2.0], [4.0])
+    assert run.series("turns") == ([2], [5.0], [2.0])
+    assert "note" not in run.metrics()
+
+    file_run = tmp_path / "file_run"
+    write_log(file_run / "metrics.jsonl", ROWS)
+    (file_run / "rollouts").mkdir()
+    (file_run / "rollouts" / "1.jsonl").write_text(json.dumps({"input": "q", "output": "a", "score": 1.0}) + "\n")
+    (file_run / "train.log").write_text(console.read_text())
+    assert find_logs([str(file_run)]) == [file_run / "metrics.jsonl"]
