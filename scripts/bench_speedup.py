@@ -365,7 +365,7 @@ def run_training(tag: str, run_dir: Path, assets: ToyAssets, args, lr: float, se
         "trainer.save_freq=1", "trainer.val_before_train=false",
         f"trainer.test_freq={args.verl_val_freq if args.verl_val_freq > 0 else -1}",
         "trainer.logger=[console,file]", "trainer.resume_mode=disable",
-        *extra,
+        *args.override, *extra,
     ]
     key = hashlib.sha256(json.dumps(cmd[1:]).encode()).hexdigest()[:16]
     done = run_dir / "DONE"
@@ -517,6 +517,8 @@ def main(argv=None) -> None:
     p.add_argument("--under-factor", type=float, default=10.0, help="under-stepped lr = tuned lr / this (10-30)")
     p.add_argument("--val-size", type=int, default=128, help="EffOPD validation prompts (sampled from train)")
     p.add_argument("--verl-val-freq", type=int, default=None, help="verl's own test validation every K steps (default: last step only; 0: off)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra hydra override for every run (repeatable), e.g. distillation.distillation_loss.loss_mode=forward_kl_topk")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
     p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
@@ -535,7 +537,8 @@ def main(argv=None) -> None:
     assets = load_assets(assets_dir)
     if args.task and args.task != assets.task:
         raise SystemExit(f"--task {args.task} but the assets at {assets_dir} are for {assets.task!r}")
-    work = Path(args.work).resolve() / f"{assets.task}_s{args.steps}_b{args.batch}"
+    variant = "_" + hashlib.sha256(json.dumps(args.override).encode()).hexdigest()[:8] if args.override else ""
+    work = Path(args.work).resolve() / f"{assets.task}_s{args.steps}_b{args.batch}{variant}"
     t0 = time.time()
     print(f"[bench] task {assets.task} (test {assets.num_rows['test']} prompts, student {assets.student_accuracy:.3f}, "
           f"teacher {assets.teacher_accuracy:.3f}); seeds {seeds}; {args.steps} steps × {args.batch} prompts; work {work}", flush=True)
@@ -586,7 +589,7 @@ def main(argv=None) -> None:
     print("\n" + text + "\n", flush=True)
     result = {
         "task": assets.task, "assets": {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
-        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "effopd_val_size": args.val_size,
+        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override, "effopd_val_size": args.val_size,
         "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
         "sweep_val_acc": {f"{k:g}": v for k, v in sweep.items()},
         "measure": "test split, greedy exact match and teacher log-prob, scored from every step's checkpoint; "
