@@ -4,6 +4,7 @@ import doctest
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -92,9 +93,15 @@ def test_json_pngs_and_rescaled_checkpoints(run, tmp_path, capsys):
     assert entry["alignment_with_final"] == pytest.approx(
         update_alignment(early[name] - base[name], final[name] - base[name], rank=2), abs=1e-4
     )
-    # the final update is rank 2; the early ones follow its direction, almost exactly by the middle
+    # the final update is rank 2: its stats against numpy's SVD of it (float64); the early ones follow its
+    # direction, almost exactly by the middle
     final_entry = checkpoints[2]["parameters"][name]
-    assert 1.0 < final_entry["effective_rank"] < 2.01 and final_entry["spectral_frobenius_ratio"] >= 1 / math.sqrt(2)
+    sigma = np.linalg.svd((final[name] - base[name]).double().numpy(), compute_uv=False)
+    p = sigma / sigma.sum()
+    p = p[p > 0]
+    assert final_entry["spectral_frobenius_ratio"] == pytest.approx(sigma[0] / np.linalg.norm(sigma), rel=1e-5)
+    assert final_entry["effective_rank"] == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-3)
+    assert 1.0 < final_entry["effective_rank"] < 2.01
     for checkpoint in checkpoints:
         both = checkpoint["aggregates"]["attention_and_mlp"]
         assert both["matrices"] == 14 and 0.5 < both["alignment_with_final"] <= 1.0 + 1e-6
