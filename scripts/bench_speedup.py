@@ -254,7 +254,7 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
         if a not in arms:
             continue
         seeds = list(arms[a]["per_seed"].values())
-        alphas = " / ".join(",".join(f"{k}:{fmt(v, 0) if isinstance(v, float) else v}" for k, v in f["accepted_alpha"].items())
+        alphas = " / ".join(",".join(f"{k}:{v:g}" if isinstance(v, (int, float)) else f"{k}:{v}" for k, v in f["accepted_alpha"].items())
                             for f in seeds).strip(" /") or "—"
         cos = " / ".join(",".join(f"{k}:{v:.2f}" for k, v in f["direction_cosine"].items()) for f in seeds).strip(" /") or "—"
         share = arms[a]["mean"].get("search_share", {}).get("mean")
@@ -519,6 +519,9 @@ def main(argv=None) -> None:
     p.add_argument("--verl-val-freq", type=int, default=None, help="verl's own test validation every K steps (default: last step only; 0: off)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra hydra override for every run (repeatable), e.g. distillation.distillation_loss.loss_mode=forward_kl_topk")
+    p.add_argument("--alphas", type=float, nargs="+", default=None,
+                   help="effopd.alphas for the searching EffOPD arms only (e.g. 0.5 1 1.5 2 3 4); the vanilla runs stay "
+                        "cached, the EffOPD run folders are named after the grid")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
     p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
@@ -580,6 +583,9 @@ def main(argv=None) -> None:
             kind, extra = ARMS[arm]
             lr = lrs[kind]
             tag = f"vanilla_lr{lr:g}_seed{seed}" if not extra else f"{arm}_lr{lr:g}_seed{seed}"
+            if args.alphas and arm.startswith("effopd_"):
+                extra = [*extra, f"effopd.alphas=[{','.join(f'{a:g}' for a in args.alphas)}]"]
+                tag = f"{arm}_a{'-'.join(f'{a:g}' for a in args.alphas)}_lr{lr:g}_seed{seed}"
             curves.setdefault(arm, {})[seed] = arm_run(tag, lr, seed, extra)["test"]
     if args.runs_only:
         print(f"[bench] --runs-only: {len(curves)} arm(s) trained and scored under {work}", flush=True)
@@ -589,7 +595,8 @@ def main(argv=None) -> None:
     print("\n" + text + "\n", flush=True)
     result = {
         "task": assets.task, "assets": {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
-        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override, "effopd_val_size": args.val_size,
+        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override,
+        "effopd_alphas": args.alphas or "default (2, 4, 6, 8, 10)", "effopd_val_size": args.val_size,
         "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
         "sweep_val_acc": {f"{k:g}": v for k, v in sweep.items()},
         "measure": "test split, greedy exact match and teacher log-prob, scored from every step's checkpoint; "

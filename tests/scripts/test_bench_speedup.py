@@ -89,6 +89,14 @@ def test_summarize_ratios_per_seed_with_the_best_effopd_arm():
     assert "never" in text
 
 
+def test_table_shows_fractional_accepted_alphas():
+    van = {0: curve([0.2, 0.3, 0.4, 0.6])}
+    fine = {0: curve([0.2, 0.4, 0.5, 0.6], searches={1: {"accepted_alpha": 2.0}, 2: {"accepted_alpha": 0.5},
+                                                      3: {"accepted_alpha": 0.0}})}
+    arms, top = bench.summarize({"vanilla_under": van, "effopd_tlp_under": fine})
+    assert "| 1:2,2:0.5,3:0 |" in bench.table(arms, top, {"tuned": 1e-3, "under": 1e-4})
+
+
 def test_pick_tuned_lr_by_validation_accuracy_ties_to_the_smaller():
     assert bench.pick_tuned_lr({1e-4: 0.3, 3e-4: 0.5, 1e-3: 0.4}) == 3e-4
     assert bench.pick_tuned_lr({1e-4: 0.5, 3e-4: 0.5}) == 1e-4
