@@ -155,9 +155,11 @@ def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets
     assert_search_log(whole, final_step=5)
     assert_rollout_holds_the_actor_weights(whole)
 
-    # the same run stopped after the trigger of step 2, then resumed from its checkpoint
-    effopd_train(toy_assets, tmp_path / "split", *settings, steps=2)
-    resumed = effopd_train(toy_assets, tmp_path / "split", *settings, steps=5)
+    # a new run resumed from the checkpoint the uninterrupted run saved after the trigger of step 2 (verl's
+    # resume_path; the same files a run stopped there leaves, without a third trainer start)
+    resumed = effopd_train(toy_assets, tmp_path / "resumed", *settings, "trainer.resume_mode=resume_path",
+                           f"trainer.resume_from_path={whole.checkpoints / 'global_step_2'}")
+    assert min(int(m["training/global_step"]) for m in resumed.steps) == 3
     assert sorted(searches(resumed)) == [4]
     assert_same_history(resumed, whole, final_step=5)
     assert_same_weights(model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1))
