@@ -51,6 +51,10 @@ QUICK_STEPS = {"add": 600, "reverse": 120}
 at a step that moves with the CPU's float rounding); at 600, seeds 0/1/2 give 0.99/1.00/0.80."""
 
 
+_last_training: tuple[tuple, list] | None = None
+"""``((task, seed, quick), snapshots)`` of the last supervised run in this process, for ``reuse_training``."""
+
+
 @dataclass(frozen=True)
 class Profile:
     sizes: SplitSizes
@@ -156,6 +160,7 @@ def build_assets(
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
     student_target: float | None = None,
+    reuse_training: bool = False,
 ) -> ToyAssets:
     """Build (or reuse) the assets of ``task`` with ``seed`` under ``out_dir``; see the module doc.
 
@@ -168,7 +173,12 @@ def build_assets(
     ``student_target`` (default 0.2, quick 0.1) is the closeness knob: the student is the latest
     checkpoint whose selection accuracy is ≤ it, so a higher value gives a student closer to the
     teacher (on-policy distillation converges in fewer steps) with a higher starting accuracy.
+
+    ``reuse_training``: when this process's last build trained the same (task, seed, quick), take the
+    teacher and the student from that run's snapshots instead of training again (the run is
+    deterministic on a host: the same files, in seconds). For a second student of one toy.
     """
+    global _last_training
     spec = get_task(task)
     profile = _profile(task, quick)
     if student_target is not None:
@@ -220,9 +230,15 @@ def build_assets(
         model.config._attn_implementation = "sdpa"
         num_params = sum(p.numel() for p in model.parameters())
         say(f"model: Qwen3, {num_params} parameters; supervised training for {profile.train.steps} steps")
-        snapshots = train_supervised(
-            model, encoder, spec, profile.train, seed, splits.held_out(), splits.select, progress=say
-        )
+        key = (task, seed, quick)
+        if reuse_training and _last_training is not None and _last_training[0] == key:
+            snapshots = _last_training[1]
+            say("reusing the supervised run of this process's last build")
+        else:
+            snapshots = train_supervised(
+                model, encoder, spec, profile.train, seed, splits.held_out(), splits.select, progress=say
+            )
+            _last_training = (key, snapshots)
         teacher_snap = snapshots[-1]
         eligible = [s for s in snapshots[:-1] if s.accuracy <= profile.student_target]
         student_snap = eligible[-1] if eligible else snapshots[0]

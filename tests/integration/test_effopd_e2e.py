@@ -26,19 +26,7 @@ UNDER_STEPPED = [
     "actor_rollout_ref.actor.ppo_mini_batch_size=64",
     "actor_rollout_ref.actor.optim.lr=1e-5",
 ]
-REWARD_REGIME = [*UNDER_STEPPED[:2], "actor_rollout_ref.actor.optim.lr=1e-4"]  # see close_student_assets
-
-
-@pytest.fixture(scope="module")
-def close_student_assets(tmp_path_factory: pytest.TempPathFactory):
-    """The quick toy with a student halfway to the teacher (``student_target=0.5``: 0.46 test accuracy) for the
-    reward score. Exact match on 128 validation prompts only sees a gain that flips several prompts: with the
-    session's weak student (0.04) one step of OPD moved it by one prompt or none, so acceptance hung on
-    float rounding. Here, at lr 1e-4, α = 2 at t = 1 scored 0.734 against θ_1's 0.570 and α = 8 0.680."""
-    from effopd_verl.toy.build import build_assets
-
-    return build_assets(str(tmp_path_factory.mktemp("toy_close") / "add"), task="add", seed=0, quick=True,
-                        student_target=0.5)
+REWARD_REGIME = [*UNDER_STEPPED[:2], "actor_rollout_ref.actor.optim.lr=1e-4"]  # see conftest.close_student_assets
 
 
 @dataclass

@@ -89,6 +89,18 @@ def test_a_complete_folder_is_reused(toy_assets):
     assert {k: getattr(again, k) for k in fields} == {k: getattr(toy_assets, k) for k in fields}
 
 
+def test_a_second_student_from_the_same_supervised_run(toy_assets, close_student_assets):
+    """student_target=0.5 with reuse_training: the teacher and the data bit for bit those of the first build, the
+    student a later snapshot of the same run, closer to the teacher."""
+    first, close = Path(toy_assets.out_dir), Path(close_student_assets.out_dir)
+    for part in ("teacher", "data", "tokenizer"):
+        assert _digest(close / part) == _digest(first / part), part
+    assert _digest(close / "student") != _digest(first / "student")
+    assert close_student_assets.teacher_step == toy_assets.teacher_step
+    assert close_student_assets.student_step > toy_assets.student_step
+    assert toy_assets.student_accuracy < close_student_assets.student_accuracy < close_student_assets.teacher_accuracy
+
+
 def test_a_folder_of_another_build_is_refused(toy_assets):
     with pytest.raises(ValueError, match="already holds toy assets"):
         build_assets(toy_assets.out_dir, task="add", seed=1, quick=True)
