@@ -82,7 +82,7 @@ def request_seed(base_seed: int, step: Optional[int], stream_key: bytes, occurre
     ``sha256(base_seed, step, occurrence, stream_key)``, where ``step`` is the trainer step of the last
     weight push (None before any), ``stream_key`` is :meth:`Request.stream_key` and ``occurrence``
     counts the earlier sampled requests with the same key since that push (so n samples of one prompt,
-    or a repeated prompt, differ)."""
+    or a repeated prompt, differ; a scoring request is always occurrence 0)."""
     head = repr((int(base_seed), step, int(occurrence))).encode()
     return int.from_bytes(hashlib.sha256(head + b"\0" + stream_key).digest()[:8], "little") >> 1
 
@@ -142,10 +142,14 @@ class HFEngine:
         self._occurrences: Counter[bytes] = Counter()
 
     def _generator(self, request: Request) -> Optional[torch.Generator]:
-        """The request's own generator (None when greedy); counts the request as an occurrence."""
+        """The request's own generator (None when greedy); counts the request as an occurrence, except a
+        scoring request (prompt log-probs plus one token, the teacher's call): its token is seeded as a first
+        occurrence and not counted, so a server without weight pushes (the teacher) keeps no state per request."""
         if request.temperature <= 0:
             return None
         key = request.stream_key()
+        if request.prompt_logprobs is not None and request.max_tokens <= 1:
+            return torch.Generator().manual_seed(request_seed(self.seed, self._step, key, 0))
         seed = request_seed(self.seed, self._step, key, self._occurrences[key])
         self._occurrences[key] += 1
         return torch.Generator().manual_seed(seed)

@@ -94,6 +94,19 @@ def test_scoring_samples_its_token_as_generation_does(tiny_model_dir):
     _assert_same(generated, scored)
 
 
+def test_scoring_requests_keep_no_state(tiny_model_dir):
+    """The teacher server gets no weight pushes: its scoring requests (prompt log-probs plus one token) must not
+    leave an occurrence count behind each, or its memory grows with every request of a run. Repeats of one
+    scoring request therefore sample the same token; generation requests still differ."""
+    engine = _engine(_model(tiny_model_dir))
+    scoring = [_sampled(p + [7, 8], max_tokens=1, prompt_logprobs=0) for p in PROMPTS]
+    first = engine.run(scoring)
+    assert not engine._occurrences
+    _assert_same(first, engine.run(scoring))
+    engine.run([_sampled(PROMPTS[0])])
+    assert len(engine._occurrences) == 1
+
+
 def test_copies_of_a_prompt_and_repeated_requests_get_different_samples(tiny_model_dir):
     model = _model(tiny_model_dir)
     engine = _engine(model)
