@@ -270,6 +270,44 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def searches_from_metrics(metrics: dict[int, dict]) -> dict[int, dict]:
+    """Per trigger step, what EffOPD logged: accepted α, search seconds, candidates scored, ‖d‖, cosine with
+    the previous direction, the score of θ_t and of every candidate tried (``scores``: α → score)."""
+    out = {}
+    for step in sorted(metrics):
+        m = metrics[step]
+        if "effopd/accepted_alpha" not in m:
+            continue
+        scores = {k.removeprefix("effopd/score_alpha_"): v for k, v in m.items() if k.startswith("effopd/score_alpha_")}
+        out[step] = {"accepted_alpha": m["effopd/accepted_alpha"], "search_seconds": m.get("effopd/search_seconds", 0.0),
+                     "candidates_scored": m.get("effopd/candidates_scored"), "direction_norm": m.get("effopd/direction_norm"),
+                     "score_base": m.get("effopd/score_base"), "score_best": m.get("effopd/score_best"),
+                     "direction_cosine": m.get("effopd/geometry/direction_cosine"),
+                     "scores": dict(sorted(scores.items(), key=lambda kv: float(kv[0])))}
+    return out
+
+
+def search_table(curves: dict[str, dict[int, Curve]]) -> str:
+    """Every scored search: ‖d‖ and ‖d‖ per step of its window (t − previous trigger; the first trigger's
+    window is its one step), the score of θ_t, each candidate's score, the accepted α. A straight path
+    with steady steps keeps ‖d‖ per window step constant; a bending one makes it fall."""
+    lines = ["| arm | seed | t | ‖d‖ | ‖d‖ per window step | score θ_t | candidates α: score | accepted α |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm, by_seed in curves.items():
+        for seed, curve in sorted(by_seed.items()):
+            previous = 0
+            for t, s in sorted(curve.searches.items()):
+                window, previous = t - previous, t
+                if not s.get("scores"):
+                    continue  # unscored (the fixed-α baseline)
+                norm = s.get("direction_norm")
+                per_step = f"{norm / window:.4f}" if norm is not None else "—"
+                cands = ", ".join(f"{a}: {v:.4f}" for a, v in s["scores"].items())
+                lines.append(f"| {arm} | {seed} | {t} | {fmt(norm, 4)} | {per_step} | {fmt(s.get('score_base'), 4)} | "
+                             f"{cands} | {s['accepted_alpha']:g} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 # ----------------------------------------------------------------------------- scoring checkpoints
 class Scorer:
     """Greedy exact match and teacher log-prob of a toy student on a parquet split (in process)."""
@@ -410,7 +448,10 @@ def score_run(tag: str, run_dir: Path, metrics: dict[int, dict], scorers: dict[s
     if cache.exists():
         saved = json.loads(cache.read_text())
         if set(saved) >= set(scorers):
-            return {k: Curve.from_json(v) for k, v in saved.items()}
+            curves = {k: Curve.from_json(v) for k, v in saved.items()}
+            for c in curves.values():
+                c.searches = searches_from_metrics(metrics)  # from the run's own log (cached curves may predate a field)
+            return curves
     steps = sorted(s for s in metrics if s >= 1)
     step_time = [metrics[s].get("timing_s/step", 0.0) - metrics[s].get("timing_s/save_checkpoint", 0.0) for s in steps]
     wall = [0.0] + cumulative_wall(step_time)
@@ -429,14 +470,7 @@ def score_run(tag: str, run_dir: Path, metrics: dict[int, dict], scorers: dict[s
             a, t = scorer.score()
             results[name][0].append(a)
             results[name][1].append(t)
-    searches = {}
-    for s in steps:
-        m = metrics[s]
-        if "effopd/accepted_alpha" in m:
-            searches[s] = {"accepted_alpha": m["effopd/accepted_alpha"], "search_seconds": m.get("effopd/search_seconds", 0.0),
-                           "candidates_scored": m.get("effopd/candidates_scored"),
-                           "score_base": m.get("effopd/score_base"), "score_best": m.get("effopd/score_best"),
-                           "direction_cosine": m.get("effopd/geometry/direction_cosine")}
+    searches = searches_from_metrics(metrics)
     verl_acc = None
     for s in reversed(steps):
         vals = [v for k, v in metrics[s].items() if k.startswith("val-core/") and k.endswith("mean@1")]
@@ -592,7 +626,8 @@ def main(argv=None) -> None:
         return
     arms, top = summarize(curves)
     text = table(arms, top, lrs)
-    print("\n" + text + "\n", flush=True)
+    searches = search_table(curves)
+    print("\n" + text + "\n\n" + searches + "\n", flush=True)
     result = {
         "task": assets.task, "assets": {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
         "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override,
@@ -605,7 +640,7 @@ def main(argv=None) -> None:
         **{k: v for k, v in top.items()},
         "arms": arms,
         "curves": {a: {str(s): c.to_json() for s, c in by.items()} for a, by in curves.items()},
-        "table": text, "bench_seconds": time.time() - t0,
+        "table": text, "search_table": searches, "bench_seconds": time.time() - t0,
     }
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

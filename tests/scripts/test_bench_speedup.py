@@ -116,3 +116,22 @@ def test_step_equivalents_normalize_wall_time_by_the_median_step():
     assert bench.step_equivalents(c) == [0.0, 1.0, 2.0, 4.5, 5.5]
     f = bench.arm_figures(c, c)
     assert f["stepeq_to_90"] == 5.5 and f["median_step_seconds"] == 2.0
+
+
+def test_search_log_from_the_logged_metrics():
+    metrics = {
+        1: {"effopd/accepted_alpha": 2.0, "effopd/direction_norm": 0.06, "effopd/score_base": -1.04,
+            "effopd/score_alpha_0.5": -1.02, "effopd/score_alpha_2": -1.0, "effopd/score_alpha_4": -1.06},
+        2: {"actor/lr": 1e-4},
+        4: {"effopd/accepted_alpha": 0.0, "effopd/direction_norm": 0.08, "effopd/score_base": -0.96,
+            "effopd/score_alpha_0.5": -0.97, "effopd/geometry/direction_cosine": 0.7},
+    }
+    found = bench.searches_from_metrics(metrics)
+    assert sorted(found) == [1, 4]
+    assert list(found[1]["scores"]) == ["0.5", "2", "4"]  # in α order
+    assert found[4]["direction_cosine"] == 0.7 and found[4]["direction_norm"] == 0.08
+    c = curve([0.2, 0.3, 0.3, 0.4, 0.5], searches=found)
+    text = bench.search_table({"effopd_tlp_under": {0: c}, "fixed2_under": {0: curve([0.2, 0.3], searches={1: {"accepted_alpha": 2.0}})}})
+    rows = [r for r in text.splitlines()[2:]]
+    assert rows == ["| effopd_tlp_under | 0 | 1 | 0.0600 | 0.0600 | -1.0400 | 0.5: -1.0200, 2: -1.0000, 4: -1.0600 | 2 |",
+                    "| effopd_tlp_under | 0 | 4 | 0.0800 | 0.0267 | -0.9600 | 0.5: -0.9700 | 0 |"]  # window 4 - 1 = 3 steps
