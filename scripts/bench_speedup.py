@@ -43,6 +43,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -308,6 +309,28 @@ def search_table(curves: dict[str, dict[int, Curve]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def markdown(result: dict, command: str) -> str:
+    """The benchmark as a Markdown page: how it was run (command, toy, lrs, measure), the table, the search log."""
+    a, n = result["assets"], len(result["seeds"])
+    sweep = ", ".join(f"{lr} → {acc:.3f}" for lr, acc in result["sweep_val_acc"].items()) or "none"
+    lines = [
+        f"# Speedup benchmark: `{result['task']}` toy ({n} seed{'s' if n > 1 else ''}, "
+        f"{result['steps']} steps × {result['batch_prompts']} prompts)", "",
+        "```bash", command, "```", "",
+        f"- Toy: student {a['student_accuracy']:.3f}, teacher {a['teacher_accuracy']:.3f} greedy exact match on the "
+        f"{a['num_rows'].get('test')}-prompt test split ({'quick' if a['quick'] else 'full'} build, seed {a['seed']}).",
+        f"- Overrides for every run: {', '.join(f'`{o}`' for o in result['overrides']) or 'none'}; "
+        f"EffOPD α grid: {result['effopd_alphas']}; {result['effopd_val_size']} validation prompts per search.",
+        f"- Tuned lr {result['lr']['tuned']:g} ({result['tuned_lr_how']}; validation accuracy per lr: {sweep}); "
+        f"under-stepped lr {result['lr']['under']:g} (÷{result['under_factor']:g}).",
+        f"- Measured: {result['measure']}. {result['gain_definition']}.", "",
+        result["table"], "",
+    ]
+    if result.get("search_table"):
+        lines += ["Search log (every trigger of every scored EffOPD run):", "", result["search_table"], ""]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- scoring checkpoints
 class Scorer:
     """Greedy exact match and teacher log-prob of a toy student on a parquet split (in process)."""
@@ -564,6 +587,7 @@ def main(argv=None) -> None:
                    help="train and score the arms (cached), no summary: to run arms as parallel processes, then summarize")
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
+    p.add_argument("--md", default=None, help="also write the command, the setup, the table and the search log as Markdown")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.batch = min(args.steps, 12), min(args.batch, 64)
@@ -646,6 +670,10 @@ def main(argv=None) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
         print(f"[bench] wrote {args.json}")
+    if args.md:
+        os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+        Path(args.md).write_text(markdown(result, shlex.join(["python", "scripts/bench_speedup.py", *sys.argv[1:]])))
+        print(f"[bench] wrote {args.md}")
     if args.png:
         plot(curves, lrs, args.png)
         print(f"[bench] wrote {args.png}")

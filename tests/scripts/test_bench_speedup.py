@@ -135,3 +135,16 @@ def test_search_log_from_the_logged_metrics():
     rows = [r for r in text.splitlines()[2:]]
     assert rows == ["| effopd_tlp_under | 0 | 1 | 0.0600 | 0.0600 | -1.0400 | 0.5: -1.0200, 2: -1.0000, 4: -1.0600 | 2 |",
                     "| effopd_tlp_under | 0 | 4 | 0.0800 | 0.0267 | -0.9600 | 0.5: -0.9700 | 0 |"]  # window 4 - 1 = 3 steps
+
+
+def test_markdown_page_holds_the_command_setup_and_tables():
+    result = {"task": "reverse", "seeds": [0, 1], "steps": 32, "batch_prompts": 128,
+              "assets": {"student_accuracy": 0.126, "teacher_accuracy": 1.0, "num_rows": {"test": 1024}, "quick": False, "seed": 0},
+              "overrides": ["a.b=1"], "effopd_alphas": [0.5, 1.0], "effopd_val_size": 128,
+              "lr": {"tuned": 1e-3, "under": 1e-4}, "under_factor": 10.0, "tuned_lr_how": "a sweep",
+              "sweep_val_acc": {"0.001": 0.97}, "measure": "test split", "gain_definition": "gain",
+              "table": "| arm |\n|---|", "search_table": "| arm | seed |\n|---|---|"}
+    page = bench.markdown(result, "python scripts/bench_speedup.py --seeds 0 1")
+    assert page.startswith("# Speedup benchmark: `reverse` toy (2 seeds, 32 steps × 128 prompts)")
+    assert "python scripts/bench_speedup.py --seeds 0 1" in page and "`a.b=1`" in page and "0.001 → 0.970" in page
+    assert "| arm |\n|---|" in page and "Search log" in page and "student 0.126, teacher 1.000" in page
