@@ -101,7 +101,9 @@ def test_json_pngs_and_rescaled_checkpoints(run, tmp_path, capsys):
     p = p[p > 0]
     assert final_entry["spectral_frobenius_ratio"] == pytest.approx(sigma[0] / np.linalg.norm(sigma), rel=1e-5)
     assert final_entry["effective_rank"] == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-3)
-    assert 1.0 < final_entry["effective_rank"] < 2.01
+    # the reference case is a genuine rank 2 (two singular values of one order, the rest float rounding), so the
+    # effective rank compared above lies strictly between 1 and 2
+    assert sigma[1] > 0.1 * sigma[0] and sigma[2] < 1e-6 * sigma[0]
     for checkpoint in checkpoints:
         both = checkpoint["aggregates"]["attention_and_mlp"]
         assert both["matrices"] == 14 and 0.5 < both["alignment_with_final"] <= 1.0 + 1e-6
