@@ -636,14 +636,15 @@ def main(argv=None) -> None:
 
     # 2. the arms
     curves: dict[str, dict[int, Curve]] = {}
+    grid = [f"{a:g}" for a in args.alphas or []]
     for seed in seeds:
         for arm in args.arms:
             kind, extra = ARMS[arm]
             lr = lrs[kind]
             tag = f"vanilla_lr{lr:g}_seed{seed}" if not extra else f"{arm}_lr{lr:g}_seed{seed}"
-            if args.alphas and arm.startswith("effopd_"):
-                extra = [*extra, f"effopd.alphas=[{','.join(f'{a:g}' for a in args.alphas)}]"]
-                tag = f"{arm}_a{'-'.join(f'{a:g}' for a in args.alphas)}_lr{lr:g}_seed{seed}"
+            if grid and arm.startswith("effopd_"):
+                extra = [*extra, f"effopd.alphas=[{','.join(grid)}]"]
+                tag = f"{arm}_a{'-'.join(grid)}_lr{lr:g}_seed{seed}"
             curves.setdefault(arm, {})[seed] = arm_run(tag, lr, seed, extra)["test"]
     if args.runs_only:
         print(f"[bench] --runs-only: {len(curves)} arm(s) trained and scored under {work}", flush=True)
