@@ -24,7 +24,7 @@ def toy_assets(tmp_path_factory: pytest.TempPathFactory):
     from effopd_verl.toy.build import build_assets
 
     out = os.environ.get("EFFOPD_TOY_ASSETS") or str(tmp_path_factory.mktemp("toy") / "add")
-    return build_assets(out, task="add", seed=0, quick=True)
+    return build_assets(out, task="add", seed=0, quick=True, reuse_training=True)  # shared with close_student_assets
 
 
 @pytest.fixture(scope="session")

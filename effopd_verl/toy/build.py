@@ -52,7 +52,7 @@ at a step that moves with the CPU's float rounding); at 600, seeds 0/1/2 give 0.
 
 
 _last_training: tuple[tuple, list] | None = None
-"""``((task, seed, quick), snapshots)`` of the last supervised run in this process, for ``reuse_training``."""
+"""``((task, seed, quick), snapshots)`` of the last supervised run of a ``reuse_training`` build in this process."""
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,11 @@ def build_assets(
     checkpoint whose selection accuracy is ≤ it, so a higher value gives a student closer to the
     teacher (on-policy distillation converges in fewer steps) with a higher starting accuracy.
 
-    ``reuse_training``: when this process's last build trained the same (task, seed, quick), take the
-    teacher and the student from that run's snapshots instead of training again (the run is
-    deterministic on a host: the same files, in seconds). For a second student of one toy.
+    ``reuse_training``: share the supervised run between the builds of this process that ask for it.
+    The first such build keeps its run's snapshots in memory (1-2 MB each); a later one with the same
+    (task, seed, quick) takes its teacher and student from them instead of training again (the run is
+    deterministic on a host: the same files, in seconds). For a second student of one toy. Builds
+    without it keep nothing.
     """
     global _last_training
     spec = get_task(task)
@@ -238,7 +240,8 @@ def build_assets(
             snapshots = train_supervised(
                 model, encoder, spec, profile.train, seed, splits.held_out(), splits.select, progress=say
             )
-            _last_training = (key, snapshots)
+            if reuse_training:
+                _last_training = (key, snapshots)
         teacher_snap = snapshots[-1]
         eligible = [s for s in snapshots[:-1] if s.accuracy <= profile.student_target]
         student_snap = eligible[-1] if eligible else snapshots[0]

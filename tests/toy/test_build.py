@@ -140,6 +140,10 @@ def test_the_build_is_deterministic(tmp_path):
     assert _digest(Path(second.out_dir)) == _digest(Path(first.out_dir))
     assert (second.teacher_accuracy, second.student_accuracy) == (first.teacher_accuracy, first.student_accuracy)
     assert first.teacher_accuracy >= first.student_accuracy + 0.2
+    import effopd_verl.toy.build as build
+
+    kept = build._last_training
+    assert kept is None or kept[0][0] != "reverse", "a build without reuse_training kept its snapshots"
     record = json.loads((Path(second.out_dir) / "assets.json").read_text())
     assert record["train_file"] == "data/train.parquet"  # relative: the folder can move
     marker = Path(second.out_dir) / MARKER
