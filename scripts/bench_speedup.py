@@ -29,8 +29,10 @@ consecutive directions. Mean and spread over seeds. Top level (per seed, then me
   effopd_wall_ratio   the same in wall seconds
   tuned_lr_step_ratio vanilla_tuned steps to 90% / effopd_tlp_tuned's
 
-    python scripts/bench_speedup.py --assets runs/toy_add --task add --seeds 0 1 2 --steps 32 \\
-        --json docs/results/speedup_add.json --png docs/results/speedup_add.png
+    python scripts/bench_speedup.py --assets runs/toy_add --task add --seeds 0 1 2 \\
+        --json runs/speedup_add.json --png runs/speedup_add.png --md runs/speedup_add.md
+
+(64 steps × 256 prompts by default: ~15 min per run on 2 cores; ``--quick`` is the demo's size.)
 
 Runs are cached under --work (a finished run is reused when its command line is unchanged).
 """
@@ -566,8 +568,9 @@ def main(argv=None) -> None:
     p.add_argument("--task", default=None, help="add|reverse: checked against the assets")
     p.add_argument("--seed", type=int, action="append", help="seed (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds")
-    p.add_argument("--steps", type=int, default=24, help="training steps per run (triggers 1, 2, 4, … ≤ steps)")
-    p.add_argument("--batch", type=int, default=128, help="prompts per step")
+    p.add_argument("--steps", type=int, default=64, help="training steps per run (triggers 1, 2, 4, … ≤ steps)")
+    p.add_argument("--batch", type=int, default=256, help="prompts per step (the paper's regime wants large batches: "
+                                                          "less noise, better aligned directions)")
     p.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3], help="lr sweep for the tuned lr")
     p.add_argument("--sweep-extend", type=int, default=2, help="times the grid may grow upwards (x3) while its top lr wins")
     p.add_argument("--tuned-lr", type=float, default=None, help="skip the sweep and use this tuned lr")
