@@ -4,8 +4,8 @@
 # (effopd-train) once per arm of scripts/bench_speedup.py at demo size (one seed, 12 steps of 64
 # prompts): vanilla OPD at the tuned lr and at a 10x lower lr, EffOPD (reward and teacher log-prob
 # scores) at the lower lr, a fixed alpha=2 jump at the lower lr, EffOPD (teacher log-prob) at the
-# tuned lr. Prints the table and names the JSON and the PNG. Measured: 17 minutes on 2 idle cores
-# with .venv installed, the quick build (~1 minute) included; the first install adds a few minutes.
+# tuned lr. Prints the table and names the JSON and the PNG. Measured: 16 min 41 s on 2 idle cores
+# from a fresh clone, the install into a new .venv and the quick build (42 s) included.
 #
 # The tuned lr is the one the full-size benchmark's sweep found on the validation split (3e-4,
 # docs/results/speedup_add.json); EFFOPD_DEMO_TUNED_LR=sweep re-runs the sweep (3 more runs).
