@@ -32,7 +32,7 @@ consecutive directions. Mean and spread over seeds. Top level (per seed, then me
     python scripts/bench_speedup.py --assets runs/toy_add --task add --seeds 0 1 2 \\
         --json runs/speedup_add.json --png runs/speedup_add.png --md runs/speedup_add.md
 
-(64 steps × 256 prompts by default: ~15 min per run on 2 cores; ``--quick`` is the demo's size.)
+(64 steps × 256 prompts by default: ~14 min per run on 2 idle cores, up to 20 when shared; ``--quick`` is the demo's size.)
 
 Runs are cached under --work (a finished run is reused when its command line is unchanged).
 """
