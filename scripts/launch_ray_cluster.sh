@@ -11,8 +11,12 @@
 # the job API), the dashboard agents and the Ray client server to the node's PRIVATE address, never
 # to all interfaces: `head` refuses --ip 0.0.0.0, an empty address, and (without
 # --allow-non-private-ip) any address outside 10/8, 172.16/12, 192.168/16, 100.64/10 and 127/8; it
-# refuses RAY_START_ARGS that rebind the dashboard. Ray's other ports (GCS 6379, raylets, object
-# managers, workers) still need a firewall that keeps them inside the cluster. --token-auth turns on
+# refuses RAY_START_ARGS that rebind the dashboard. `head` and `worker` refuse Ray older than 2.50.0
+# (`$RAY --version`): before it (ray-project/ray#55431, #55732; the first try, #55298, was reverted) the
+# dashboard agent's HTTP server, which serves the job agent, its gRPC server and the runtime-env agent
+# listened on all interfaces whatever --node-ip-address said. Ray's other ports (GCS 6379, raylets,
+# object managers, workers, and from Ray 2.55 the dashboard agent's gRPC port again, which Ray binds to
+# all interfaces) still need a firewall that keeps them inside the cluster. --token-auth turns on
 # Ray's token authentication (Ray >= 2.52; RAY_AUTH_MODE=token) with a token every node must hold
 # (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; `ray get-auth-token --generate` makes one).
 # Reach the dashboard from elsewhere through an SSH tunnel, never by rebinding it:
@@ -35,6 +39,7 @@ set -euo pipefail
 
 PROG="launch_ray_cluster.sh"
 RAY_BIN="${RAY:-ray}"
+MIN_RAY_VERSION=2.50.0
 DEFAULT_GCS_PORT=6379
 DEFAULT_DASHBOARD_PORT=8265
 
@@ -128,6 +133,30 @@ check_port() {
     fi
 }
 
+# version_at_least VERSION MINIMUM: numeric comparison of the leading major.minor.patch
+version_at_least() {
+    local -a have need
+    local i
+    IFS=. read -r -a have <<< "${1%%[!0-9.]*}"
+    IFS=. read -r -a need <<< "$2"
+    for i in 0 1 2; do
+        (( 10#${have[i]:-0} > 10#${need[i]} )) && return 0
+        (( 10#${have[i]:-0} < 10#${need[i]} )) && return 1
+    done
+    return 0
+}
+
+# Ray before MIN_RAY_VERSION bound the dashboard agents (job agent included) to all interfaces.
+check_ray_version() {
+    local out version fix="pip install 'ray[default]>=$MIN_RAY_VERSION'"
+    out="$("$RAY_BIN" --version 2> /dev/null)" || die "could not run '$RAY_BIN --version' (is Ray installed? $fix; \$RAY names the ray executable)"
+    [[ "$out" =~ ([0-9]+\.[0-9]+\.[0-9]+[^[:space:]]*) ]] || die "could not read Ray's version from '$RAY_BIN --version': '$out'"
+    version="${BASH_REMATCH[1]}"
+    if ! version_at_least "$version" "$MIN_RAY_VERSION"; then
+        die "Ray $version is installed; this script needs Ray >= $MIN_RAY_VERSION: older Ray binds the dashboard agents' HTTP and gRPC servers (the job agent, which runs any command it is sent, included) to all interfaces (0.0.0.0) whatever --node-ip-address says. Upgrade on every node: $fix"
+    fi
+}
+
 # Ray start arguments that would move a service off the checked address are refused.
 check_ray_start_extra() {
     local arg
@@ -206,6 +235,7 @@ cmd_head() {
     [[ -z "$num_gpus" || "$num_gpus" =~ ^[0-9]+$ ]] || die "--num-gpus $num_gpus is not a number"
     check_ray_start_extra "${extra[@]+"${extra[@]}"}"
     ip="$(resolve_address "$ip" --ip "$allow")"
+    check_ray_version
     if (( token )); then
         enable_token_auth
     fi
@@ -246,10 +276,11 @@ cmd_worker() {
     [[ -z "$num_gpus" || "$num_gpus" =~ ^[0-9]+$ ]] || die "--num-gpus $num_gpus is not a number"
     check_ray_start_extra "${extra[@]+"${extra[@]}"}"
     ip="$(resolve_address "$ip" --ip "$allow")"
+    check_ray_version
     if (( token )); then
         enable_token_auth
     fi
-    echo "$PROG: this node's Ray services (dashboard agent, client server) bind to $ip, not to all interfaces." >&2
+    echo "$PROG: this node's dashboard agent (job agent) and runtime-env agent bind to $ip, not to all interfaces." >&2
     local -a args=(start "--address=$head_ip:$port" "--node-ip-address=$ip")
     if [[ -n "$num_gpus" ]]; then
         args+=("--num-gpus=$num_gpus")

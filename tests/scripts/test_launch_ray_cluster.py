@@ -1,22 +1,26 @@
 """scripts/launch_ray_cluster.sh: argument checks and the exact `ray` commands, without starting Ray.
 
-A stand-in `ray` executable (the script's $RAY) records its arguments; a stand-in `hostname`
-feeds the address detection.
+A stand-in `ray` executable (the script's $RAY) records its arguments and answers `--version` with
+$FAKE_RAY_VERSION; a stand-in `hostname` feeds the address detection. One test runs the installed
+`ray --version` (with --dry-run).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "launch_ray_cluster.sh"
+MIN_RAY = re.search(r"^MIN_RAY_VERSION=(\S+)$", SCRIPT.read_text(), re.M).group(1)
 
 
 def executable(path: Path, text: str) -> Path:
@@ -29,7 +33,9 @@ def executable(path: Path, text: str) -> Path:
 def sandbox(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    executable(bin_dir / "ray", '#!/bin/sh\nprintf "%s\\0" "$@" > "$FAKE_RAY_LOG"\n'
+    executable(bin_dir / "ray", '#!/bin/sh\n'
+                                'if [ "$1" = --version ]; then echo "ray, version $FAKE_RAY_VERSION"; exit 0; fi\n'
+                                'printf "%s\\0" "$@" > "$FAKE_RAY_LOG"\n'
                                 'printf "%s" "${RAY_AUTH_MODE:-}" > "$FAKE_RAY_LOG.auth"\n')
     executable(bin_dir / "hostname", '#!/bin/sh\necho "$FAKE_HOSTNAME_I"\n')
     executable(bin_dir / "effopd-train", '#!/bin/sh\npwd > "$FAKE_TRAIN_LOG"\nprintf "%s\\0" "$@" >> "$FAKE_TRAIN_LOG"\n')
@@ -42,6 +48,7 @@ def sandbox(tmp_path):
         "FAKE_RAY_LOG": str(tmp_path / "ray.log"),
         "FAKE_TRAIN_LOG": str(tmp_path / "train.log"),
         "FAKE_HOSTNAME_I": "203.0.113.7 172.17.0.4 10.9.8.7",
+        "FAKE_RAY_VERSION": MIN_RAY,
     }
 
     class Sandbox:
@@ -81,6 +88,46 @@ def test_header_says_where_the_job_api_listens():
     header = SCRIPT.read_text().split("set -euo pipefail")[0]
     assert "PRIVATE address, never" in header and "to all interfaces" in header
     assert "run any command on every node" in header
+
+
+# ------------------------------------------------------------------------------------------- ray version
+
+
+def test_the_ray_floor_is_the_release_that_binds_the_agents_to_the_node_address():
+    # ray-project/ray#55431 (HTTP) and #55732 (gRPC) are first released in 2.50.0; 2.49.x binds 0.0.0.0
+    assert MIN_RAY == "2.50.0"
+    assert f'"ray[default]>={MIN_RAY}"' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("command", [["head", "--ip", "10.1.2.3"], ["worker", "--head-ip", "10.1.2.3", "--ip", "10.1.2.4"]])
+@pytest.mark.parametrize("old", ["2.49.2", "2.41.0", "2.5.1", "1.13.0"])
+def test_older_ray_is_refused_before_anything_starts(sandbox, command, old):
+    err = sandbox.refused(*command, FAKE_RAY_VERSION=old)
+    assert f"Ray {old} is installed; this script needs Ray >= 2.50.0" in err
+    assert "to all interfaces (0.0.0.0)" in err and "job agent" in err
+    assert "pip install 'ray[default]>=2.50.0'" in err
+
+
+@pytest.mark.parametrize("version", ["2.50.0", "2.58.0", "2.100.0", "3.0.0.dev0"])
+def test_ray_at_or_above_the_floor_is_accepted(sandbox, version):
+    out = sandbox.run("head", "--ip", "10.1.2.3", FAKE_RAY_VERSION=version)
+    assert out.returncode == 0, out.stderr
+    assert sandbox.ray_argv()[:2] == ["start", "--head"]
+
+
+def test_missing_or_unreadable_ray_is_refused(sandbox):
+    err = sandbox.refused("head", "--ip", "10.1.2.3", RAY=str(sandbox.path / "no-such-ray"))
+    assert "could not run" in err and "pip install 'ray[default]>=2.50.0'" in err
+    assert "could not read Ray's version" in sandbox.refused("head", "--ip", "10.1.2.3", FAKE_RAY_VERSION="unknown")
+
+
+def test_the_installed_ray_passes_the_version_check(sandbox):
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray is None:
+        pytest.skip("no ray executable next to this Python or on PATH")
+    out = sandbox.run("head", "--ip", "10.1.2.3", "--dry-run", RAY=ray)
+    assert out.returncode == 0, out.stderr
+    assert "--dashboard-host=10.1.2.3" in out.stdout
 
 
 # ------------------------------------------------------------------------------------------- head
