@@ -12,6 +12,11 @@ and accept it when
 A NaN mean score is rejected. The search stops at the first rejection; the last accepted α
 (0 if none: plain OPD) is the result.
 
+A search that compared no candidate with θ_t is *undecided* (``SearchResult.undecided`` names the
+cause; α = 0 is kept): θ_t's own score is NaN (``nan_base_score``; no candidate is tried, since none
+could be compared with it), or the first candidate is rejected before any comparison
+(``nonfinite_params``, ``nan_score``).
+
 Example (scores that rise up to α = 4, then fall)::
 
     >>> curve = {0: [0.1, 0.2], 2: [0.3, 0.4], 4: [0.5, 0.5], 6: [0.2, 0.2], 8: [0.9, 0.9]}
@@ -31,6 +36,8 @@ from typing import Callable, Sequence
 BASE, IMPROVED, NOT_BETTER, NOT_SIGNIFICANT, NONFINITE_PARAMS, NAN_SCORE = (
     "base", "improved", "not_better", "not_significant", "nonfinite_params", "nan_score"
 )
+#: Why a search is undecided besides a first candidate's NONFINITE_PARAMS / NAN_SCORE.
+NAN_BASE_SCORE = "nan_base_score"
 
 
 @dataclass
@@ -61,7 +68,12 @@ class SearchResult:
     """The accepted α and what was tried."""
 
     accepted_alpha: float
+    """The α to commit (0: θ_t, plain OPD)."""
     history: list[Candidate]
+    """Every point tried, θ_t first."""
+    undecided: str | None = None
+    """None when some candidate was compared with θ_t; else why none was: nan_base_score (θ_t's score is
+    NaN), nonfinite_params or nan_score (the first candidate's rejection)."""
 
     @property
     def base_score(self) -> float:
@@ -121,18 +133,20 @@ def greedy_search(
         raise RuntimeError("θ_t itself holds NaN/Inf: training diverged before the EffOPD search")
     best_scores = [float(s) for s in score(0.0)]
     best = record(Candidate(0.0, _mean(best_scores), True, time.perf_counter() - start, BASE, per_prompt=best_scores))
+    if math.isnan(best.score):
+        return SearchResult(accepted_alpha=0.0, history=history, undecided=NAN_BASE_SCORE)
 
     for alpha in map(float, alphas):
         start = time.perf_counter()
         if not set_candidate(alpha):
             record(Candidate(alpha, math.nan, False, time.perf_counter() - start, NONFINITE_PARAMS))
-            break
+            return _stopped(best, history, NONFINITE_PARAMS)
         scores = [float(s) for s in score(alpha)]
         elapsed = time.perf_counter() - start
         mean = _mean(scores)
         if math.isnan(mean):
             record(Candidate(alpha, mean, False, elapsed, NAN_SCORE, per_prompt=scores))
-            break
+            return _stopped(best, history, NAN_SCORE)
         gain, se = paired_improvement(scores, best.per_prompt)
         if not gain > min_improvement:
             outcome = NOT_BETTER
@@ -145,6 +159,11 @@ def greedy_search(
             break
         best = candidate
     return SearchResult(accepted_alpha=best.alpha, history=history)
+
+
+def _stopped(best: Candidate, history: list[Candidate], outcome: str) -> SearchResult:
+    """The result of a search ended by a candidate rejected uncompared: undecided if it was the first."""
+    return SearchResult(accepted_alpha=best.alpha, history=history, undecided=outcome if len(history) == 2 else None)
 
 
 def _mean(values: Sequence[float]) -> float:

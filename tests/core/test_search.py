@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from effopd_verl.core.search import (
     IMPROVED,
+    NAN_BASE_SCORE,
     NAN_SCORE,
     NONFINITE_PARAMS,
     NOT_BETTER,
@@ -57,6 +58,7 @@ def test_accepts_exactly_the_improving_prefix(curve, min_improvement):
     # stops at the first failure: every point but the last one tried was accepted
     assert all(c.accepted for c in result.history[:-1])
     assert model.score_calls == [c.alpha for c in result.history]
+    assert result.undecided is None  # every candidate tried was compared with θ_t or its successors
 
 
 @given(st.lists(per_prompt, min_size=1, max_size=1))
@@ -77,12 +79,37 @@ def test_nonfinite_candidate_is_rejected_unscored_and_stops_the_search():
     assert result.accepted_alpha == 2.0
     assert model.score_calls == [0.0, 2.0]
     assert result.history[-1].outcome == NONFINITE_PARAMS and math.isnan(result.history[-1].score)
+    assert result.undecided is None  # α = 2 was compared and accepted before
 
 
 def test_nan_score_is_rejected():
-    curve = [[0.1, 0.1], [math.nan, 0.9]] + [[1.0, 1.0]] * 4
+    curve = [[0.1, 0.1], [0.2, 0.2], [math.nan, 0.9]] + [[1.0, 1.0]] * 3
     result = greedy_search(ALPHAS, lambda a: True, Model(curve).score)
-    assert result.accepted_alpha == 0.0 and result.history[-1].outcome == NAN_SCORE
+    assert result.accepted_alpha == 2.0 and result.history[-1].outcome == NAN_SCORE
+    assert result.undecided is None
+
+
+def test_a_nan_score_of_theta_t_leaves_the_search_undecided_without_trying_candidates():
+    curve = [[0.1, math.nan]] + [[1.0, 1.0]] * 5
+    model = Model(curve)
+    result = greedy_search(ALPHAS, model.set_candidate, model.score)
+    assert result.undecided == NAN_BASE_SCORE and result.accepted_alpha == 0.0
+    assert model.set_calls == [0.0] and model.score_calls == [0.0]
+    assert [c.outcome for c in result.history] == ["base"] and result.candidates_scored == 0
+
+
+@pytest.mark.parametrize("nonfinite,first_score,cause", [({2.0}, 0.9, NONFINITE_PARAMS), ((), math.nan, NAN_SCORE)])
+def test_a_first_candidate_rejected_uncompared_leaves_the_search_undecided(nonfinite, first_score, cause):
+    curve = [[0.1, 0.1], [first_score, 0.9]] + [[1.0, 1.0]] * 4
+    model = Model(curve, nonfinite=nonfinite)
+    result = greedy_search(ALPHAS, model.set_candidate, model.score)
+    assert result.undecided == cause and result.accepted_alpha == 0.0
+    assert [c.alpha for c in result.history] == [0.0, 2.0] and result.history[-1].outcome == cause
+
+
+def test_a_first_candidate_that_is_not_better_is_a_decision():
+    result = greedy_search(ALPHAS, lambda a: True, Model([[0.5, 0.5], [0.1, 0.1]] + [[1.0, 1.0]] * 4).score)
+    assert result.accepted_alpha == 0.0 and result.undecided is None
 
 
 def test_nonfinite_theta_t_is_an_error():
