@@ -98,8 +98,14 @@ class EffOPDConfig:
     and EffOPD's validation rollouts alike, with ``enable`` true or false); verl's default is 2.0. Small
     models finish a step far sooner: the CPU toy sets 0.05. Positive."""
 
+    resume_without_state: bool = False
+    """Resuming a checkpoint that holds no EffOPD state (``global_step_N/effopd/state.json``: lost, never
+    copied, or written with EffOPD off) stops with an error naming the folder; true starts EffOPD afresh
+    there instead (θ_anchor := the loaded weights, no search history) on purpose."""
+
     def __post_init__(self) -> None:
         self.enable = self._check_bool("enable", self.enable)
+        self.resume_without_state = self._check_bool("resume_without_state", self.resume_without_state)
         self.direction_cosine = self._check_bool("direction_cosine", self.direction_cosine)
         self.alphas = self._check_alphas(self.alphas)
         self.val_size = self._check_int("val_size", self.val_size, minimum=1)

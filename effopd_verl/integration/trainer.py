@@ -33,7 +33,7 @@ from effopd_verl.core.schedule import TriggerSchedule
 from effopd_verl.core.search import Candidate, SearchResult, greedy_search
 from effopd_verl.integration import scoring
 from effopd_verl.integration.checks import effopd_config_of
-from effopd_verl.integration.state import PluginState, effopd_folder
+from effopd_verl.integration.state import PluginState, effopd_folder, resume_state
 from effopd_verl.integration.worker import EffOPDActorRolloutRefWorker
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class EffOPDTrainer(PPOTrainerSync):
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self):
-        if self.effopd.enable:  # before verl writes its tracker file: the tracker never points at a partial state
+        if self.effopd.enable:  # fsynced before verl writes its tracker file: it never points at a partial state
             folder = effopd_folder(os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"))
             self.actor_rollout_wg.effopd_save(folder)
             PluginState(
@@ -169,20 +169,17 @@ class EffOPDTrainer(PPOTrainerSync):
         super()._save_checkpoint()
 
     def _effopd_resume(self, step_folder: str) -> None:
+        """Restore the anchors, history and teacher answers; a missing or damaged state stops the run
+        (:func:`state.resume_state`, :func:`state.load_anchor`) unless effopd.resume_without_state is set."""
         folder = effopd_folder(step_folder)
-        state = PluginState.read(folder)
+        state = resume_state(step_folder, self.actor_rollout_wg.world_size, self.effopd.resume_without_state)
         if state is None:
             logger.warning(
-                f"{step_folder} holds no EffOPD state (written without effopd.enable=true?): the anchor starts at the "
+                f"{step_folder} holds no EffOPD state; effopd.resume_without_state=true: the anchor starts at the "
                 f"loaded weights; the next search runs at step {self.effopd_schedule.next_trigger(self.global_steps)}"
             )
             return
-        if state.world_size != self.actor_rollout_wg.world_size:
-            raise ValueError(
-                f"{folder} was written by {state.world_size} actor ranks, this run has {self.actor_rollout_wg.world_size}: "
-                "resume with the same trainer.n_gpus_per_node × trainer.nnodes"
-            )
-        self.actor_rollout_wg.effopd_load(folder)
+        self.actor_rollout_wg.effopd_load(folder, state.world_size)
         self.effopd_history = state.history
         self.effopd_teacher_answers = state.teacher_responses
         logger.info(f"EffOPD resumed from {folder}: {len(state.history)} searches, next at step {state.next_trigger}")

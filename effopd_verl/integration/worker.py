@@ -10,12 +10,10 @@ the device for the duration of the call.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils.device import get_device_name
@@ -24,13 +22,9 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from effopd_verl.core.config import EffOPDConfig
 from effopd_verl.core.extrapolation import DirectionStats, ShardedExtrapolation
+from effopd_verl.integration.state import load_anchor, save_anchor
 
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
-
-
-def anchor_file(folder: str, rank: int, world_size: int) -> str:
-    """Where rank ``rank`` keeps its anchor shard inside a checkpoint's ``effopd/`` folder."""
-    return os.path.join(folder, f"anchor_world_size_{world_size}_rank_{rank}.safetensors")
 
 
 def clean_name(name: str) -> str:
@@ -107,23 +101,15 @@ class EffOPDActorRolloutRefWorker(ActorRolloutRefWorker):
     # ------------------------------------------------------------------ checkpoints
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def effopd_save(self, folder: str) -> None:
-        """Write this rank's anchor shard to ``folder`` atomically (temporary file, then rename)."""
-        os.makedirs(folder, exist_ok=True)
-        path = anchor_file(folder, self.rank, self.world_size)
-        save_file({k: v.contiguous() for k, v in self._state().state_dict().items()}, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        """Write this rank's anchor shard to ``folder`` atomically and durably (:func:`state.save_anchor`)."""
+        save_anchor(self._state().state_dict(), folder, self.rank, self.world_size)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def effopd_load(self, folder: str) -> None:
-        """Read this rank's anchor shard from ``folder`` (safetensors: no unpickling)."""
-        path = anchor_file(folder, self.rank, self.world_size)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{path} is missing: resume with the same number of actor ranks ({self.world_size}) as the run that "
-                "saved the checkpoint, or start EffOPD afresh from these weights with trainer.resume_mode=disable"
-            )
+    def effopd_load(self, folder: str, saved_world_size: int) -> None:
+        """Restore this rank's anchor from ``folder`` (safetensors, checked: :func:`state.load_anchor`);
+        ``saved_world_size`` is the rank count ``state.json`` records."""
         with self._shards() as named:
-            self._state().load_state_dict(load_file(path), named)
+            load_anchor(self._state(), named, folder, self.rank, self.world_size, saved_world_size)
 
     # ------------------------------------------------------------------ internals
     def _state(self) -> ShardedExtrapolation:
