@@ -21,6 +21,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from effopd_verl.core.schedule import BACKOFFS
+
 SCORES = ("reward", "teacher_logprob")
 ANCHOR_DEVICES = ("cpu", "same")
 
@@ -86,6 +88,20 @@ class EffOPDConfig:
     growth: int = 2
     """Ratio between consecutive trigger steps: triggers at first_trigger·growth^k."""
 
+    trigger_every: int | None = None
+    """Shorter windows after the first triggers: the geometric triggers run while their windows are
+    ≤ trigger_every, then a search runs every trigger_every steps (4: steps 1, 2, 4, 8, 12, 16, …);
+    null keeps the geometric schedule throughout. An integer ≥ 1 (:mod:`effopd_verl.core.schedule`)."""
+
+    backoff_after: int | None = None
+    """Back-off: after this many searches in a row that accepted nothing, search less (``backoff``);
+    an accepted jump returns to the schedule. Null (the default) never backs off. An integer ≥ 1."""
+
+    backoff: str = "double"
+    """What the back-off does: ``double`` searches only at every 2^j-th trigger, j = ⌊(searches in a
+    row that accepted nothing) / backoff_after⌋ (the window doubles at every backoff_after further empty
+    searches); ``stop`` runs no search any more."""
+
     seed: int = 0
     """Seed of the validation-prompt sample and of the validation rollouts."""
 
@@ -131,6 +147,12 @@ class EffOPDConfig:
             self.fixed_alpha = float(value)
         self.first_trigger = self._check_int("first_trigger", self.first_trigger, minimum=1)
         self.growth = self._check_int("growth", self.growth, minimum=2)
+        for name in ("trigger_every", "backoff_after"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise _invalid(name, value, "an integer >= 1, e.g. 4, or null (off)")
+        if self.backoff not in BACKOFFS:
+            raise _invalid("backoff", self.backoff, f"choose one of {list(BACKOFFS)}")
         self.seed = self._check_int("seed", self.seed, minimum=0)
         poll = self.replay_poll_seconds
         if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not math.isfinite(poll) or poll <= 0:

@@ -10,7 +10,8 @@ before verl's checkpoint save and its final weight push in ``on_step_end``):
 Logged at each trigger: ``effopd/score_base``, ``score_best``, ``accepted_alpha``,
 ``candidates_scored``, ``search_seconds``, ``direction_norm``, ``score_alpha_<α>`` and the direction's
 geometry ``effopd/geometry/*`` (cosine with the previous direction, share of ‖d‖² per module type,
-‖d‖ per layer; :mod:`effopd_verl.core.live_geometry`).
+‖d‖ per layer; :mod:`effopd_verl.core.live_geometry`), and the schedule's ``effopd/next_window`` and
+back-off (``effopd/backoff_level``, ``effopd/backed_off``; :mod:`effopd_verl.core.schedule`).
 
 With ``effopd.enable=false`` nothing of this runs and the trainer is verl's ``PPOTrainerSync``.
 """
@@ -29,7 +30,7 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
 from effopd_verl.core.live_geometry import direction_geometry
-from effopd_verl.core.schedule import TriggerSchedule
+from effopd_verl.core.schedule import Search, TriggerSchedule
 from effopd_verl.core.search import Candidate, SearchResult, greedy_search
 from effopd_verl.integration import scoring
 from effopd_verl.integration.checks import effopd_config_of
@@ -47,7 +48,10 @@ class EffOPDTrainer(PPOTrainerSync):
 
     def __init__(self, config):
         self.effopd = effopd_config_of(config)
-        self.effopd_schedule = TriggerSchedule(self.effopd.first_trigger, self.effopd.growth)
+        self.effopd_schedule = TriggerSchedule(
+            self.effopd.first_trigger, self.effopd.growth, self.effopd.trigger_every,
+            self.effopd.backoff_after, self.effopd.backoff,
+        )
         self.effopd_history: list[dict] = []
         self.effopd_teacher_answers: list[list[int]] | None = None
         super().__init__(config)
@@ -88,9 +92,10 @@ class EffOPDTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ the search
     def step(self, metrics, timing_raw):
         batch = super().step(metrics, timing_raw)
-        if self.effopd.enable and self.effopd_schedule.is_trigger(self.global_steps):
+        if self.effopd.enable and self.effopd_schedule.is_trigger(self.global_steps, _searches(self.effopd_history)):
             with marked_timer("effopd_search", timing_raw, color="purple"):
                 metrics.update(self._effopd_search())
+            metrics.update(_schedule_metrics(self.effopd_schedule, self.global_steps, _searches(self.effopd_history)))
         return batch
 
     def _effopd_search(self) -> dict[str, float]:
@@ -162,7 +167,7 @@ class EffOPDTrainer(PPOTrainerSync):
             self.actor_rollout_wg.effopd_save(folder)
             PluginState(
                 world_size=self.actor_rollout_wg.world_size,
-                next_trigger=self.effopd_schedule.next_trigger(self.global_steps),
+                next_trigger=self.effopd_schedule.next_trigger(self.global_steps, _searches(self.effopd_history)),
                 history=self.effopd_history,
                 teacher_responses=self.effopd_teacher_answers,
             ).write(folder)
@@ -192,6 +197,32 @@ class EffOPDTrainer(PPOTrainerSync):
         else:
             folder = find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
         return os.path.abspath(folder)
+
+
+def _searches(history: list[dict]) -> list[Search]:
+    """The (step, accepted α) of every search so far: what the schedule's back-off reads."""
+    return [(record["step"], record["accepted_alpha"]) for record in history]
+
+
+def _schedule_metrics(schedule: TriggerSchedule, step: int, searches: list[Search]) -> dict[str, float]:
+    """After the search of ``step``: ``effopd/next_window`` (steps to the next search; absent once stopped)
+    and, with ``effopd.backoff_after`` set, ``effopd/backoff_level`` (j; 0: the plain schedule) and
+    ``effopd/backed_off`` (1 where this search started or deepened the back-off, which is also printed)."""
+    nxt = schedule.next_trigger(step, searches)
+    metrics = {} if nxt is None else {"effopd/next_window": nxt - step}
+    if schedule.backoff_after is not None:
+        level = schedule.backoff_level(searches)
+        backed_off = level > schedule.backoff_level(searches[:-1])
+        metrics.update({"effopd/backoff_level": level, "effopd/backed_off": float(backed_off)})
+        if backed_off:
+            then = "no more searches" if nxt is None else f"a search at 1 in {2**level} triggers, the next at step {nxt}"
+            print(
+                f"[effopd] step {step}: back-off (effopd.backoff_after={schedule.backoff_after}, "
+                f"effopd.backoff={schedule.backoff}): the last {level * schedule.backoff_after} searches accepted "
+                f"nothing; {then}",
+                flush=True,
+            )
+    return metrics
 
 
 def _fixed_jump(alpha: float, set_candidate) -> SearchResult:

@@ -98,6 +98,11 @@ def test_from_mapping_accepts_omegaconf_lists_and_rejects_unknown_keys():
         ({"direction_cosine": "no"}, "direction_cosine", "true or false"),
         ({"replay_poll_seconds": 0}, "replay_poll_seconds", "> 0"),
         ({"replay_poll_seconds": math.inf}, "replay_poll_seconds", "finite"),
+        ({"trigger_every": 0}, "trigger_every", "an integer >= 1, e.g. 4, or null (off)"),
+        ({"trigger_every": 4.0}, "trigger_every", "an integer >= 1"),
+        ({"backoff_after": -1}, "backoff_after", "an integer >= 1, e.g. 4, or null (off)"),
+        ({"backoff_after": True}, "backoff_after", "an integer >= 1"),
+        ({"backoff": "halve"}, "backoff", "['double', 'stop']"),
     ],
 )
 def test_every_invalid_value_names_the_field_the_value_and_the_rule(kwargs, field, hint):
@@ -113,3 +118,10 @@ def test_every_invalid_value_names_the_field_the_value_and_the_rule(kwargs, fiel
 def test_default_patterns_are_exported():
     cfg = EffOPDConfig()
     assert cfg.param_include == DEFAULT_PARAM_INCLUDE and cfg.param_exclude == DEFAULT_PARAM_EXCLUDE
+
+
+def test_schedule_settings_default_to_the_geometric_schedule_without_backoff():
+    cfg = EffOPDConfig()
+    assert (cfg.trigger_every, cfg.backoff_after, cfg.backoff) == (None, None, "double")
+    cfg = EffOPDConfig(trigger_every=4, backoff_after=2, backoff="stop")
+    assert EffOPDConfig.from_mapping(cfg.to_dict()) == cfg
