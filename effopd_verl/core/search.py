@@ -38,6 +38,12 @@ BASE, IMPROVED, NOT_BETTER, NOT_SIGNIFICANT, NONFINITE_PARAMS, NAN_SCORE = (
 )
 #: Why a search is undecided besides a first candidate's NONFINITE_PARAMS / NAN_SCORE.
 NAN_BASE_SCORE = "nan_base_score"
+#: Each cause of an undecided search in words.
+UNDECIDED_CAUSES = {
+    NAN_BASE_SCORE: "the score of θ_t is NaN (a NaN score on some validation prompt), so no candidate can be compared",
+    NONFINITE_PARAMS: "the first candidate θ_t + α·d holds NaN/Inf parameters",
+    NAN_SCORE: "the first candidate's score is NaN",
+}
 
 
 @dataclass

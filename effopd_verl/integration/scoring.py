@@ -5,7 +5,8 @@
   called); the run's reward function scores them; score = mean reward of a prompt's trajectories.
 - ``teacher_logprob``: the teacher's greedy answers to the prompts are generated once through the
   teacher's inference servers; score = mean per-token log-probability the actor gives them, from a
-  teacher-forced forward pass on the training engine (no weight push, no rollout).
+  teacher-forced forward pass on the training engine (no weight push, no rollout). A prompt whose
+  answer is empty is left out of every candidate's score.
 """
 
 from __future__ import annotations
@@ -126,9 +127,27 @@ def teacher_responses(teacher_client, prompt_ids: list[list[int]], sampling_para
     return [[int(t) for t in out.token_ids] for out in outputs]
 
 
-def teacher_logprob_scores(actor_wg, prompt_ids: list[list[int]], responses: list[list[int]]) -> list[float]:
-    """Mean per-token log-prob of each teacher answer under the actor (every rank computes; rank 0 answers)."""
-    per_rank = actor_wg.effopd_response_logprob(list(zip(prompt_ids, responses)))
+def answered(prompt_ids: list[list[int]], responses: list[list[int]]) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """The (prompt, answer) pairs whose teacher answer is non-empty, and how many prompts are left out.
+
+    An empty answer has no mean log-prob (0/0): its prompt is left out of every candidate's score, so
+    all candidates stay paired on the same prompts. No answer at all is an error.
+    """
+    if len(prompt_ids) != len(responses):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(responses)} teacher answers: they must be paired")
+    pairs = [(p, r) for p, r in zip(prompt_ids, responses) if r]
+    if not pairs:
+        raise ValueError(
+            f"the teacher's greedy answer is empty for all {len(prompt_ids)} EffOPD validation prompts: nothing to "
+            "score with effopd.score=teacher_logprob; check the teacher (does it stop at once?) or use effopd.score=reward"
+        )
+    return pairs, len(prompt_ids) - len(pairs)
+
+
+def teacher_logprob_scores(actor_wg, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+    """Mean per-token log-prob of each teacher answer after its prompt under the actor (pairs from
+    :func:`answered`; every rank computes, rank 0 answers)."""
+    per_rank = actor_wg.effopd_response_logprob(pairs)
     return [float(s) for s in per_rank[0]]
 
 
@@ -139,5 +158,6 @@ __all__ = [
     "prompt_token_ids",
     "greedy_sampling_params",
     "teacher_responses",
+    "answered",
     "teacher_logprob_scores",
 ]

@@ -31,7 +31,7 @@ from verl.utils.debug import marked_timer
 
 from effopd_verl.core.live_geometry import direction_geometry
 from effopd_verl.core.schedule import Search, TriggerSchedule
-from effopd_verl.core.search import Candidate, SearchResult, greedy_search
+from effopd_verl.core.search import UNDECIDED_CAUSES, Candidate, SearchResult, greedy_search
 from effopd_verl.integration import scoring
 from effopd_verl.integration.checks import effopd_config_of
 from effopd_verl.integration.state import PluginState, effopd_folder, resume_state
@@ -112,10 +112,13 @@ class EffOPDTrainer(PPOTrainerSync):
                 replicas_awake = False
             return all(wg.effopd_apply(alpha))
 
+        prompts_left_out = None  # teacher_logprob: prompts whose teacher answer is empty
+
         def score(alpha: float) -> list[float]:
-            nonlocal replicas_awake
+            nonlocal replicas_awake, prompts_left_out
             if self.effopd.score == "teacher_logprob":
-                return scoring.teacher_logprob_scores(wg, self._effopd_prompt_ids(), self._effopd_teacher_answers())
+                pairs, prompts_left_out = self._effopd_teacher_answers()
+                return scoring.teacher_logprob_scores(wg, pairs)
             self.checkpoint_manager.update_weights(step)
             replicas_awake = True
             return scoring.reward_scores(self, self.effopd_prompts, tag=f"effopd{step}a{alpha:g}".replace(".", "d"))
@@ -134,9 +137,19 @@ class EffOPDTrainer(PPOTrainerSync):
         wg.effopd_commit(result.accepted_alpha)
         seconds = time.perf_counter() - start
         self.effopd_history.append(_history_record(step, result, direction_norm, geometry, seconds))
+        if result.undecided:
+            logger.warning(
+                f"EffOPD search at step {step} is undecided ({result.undecided}): {UNDECIDED_CAUSES[result.undecided]}; "
+                "θ_t is kept, a plain OPD step (effopd/search_undecided=1)"
+            )
         scores = "" if math.isnan(result.base_score) else f"score {result.base_score:.4f} → {result.best_score:.4f}, "
-        print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} ({scores}{seconds:.1f}s)", flush=True)
-        return {**_metrics(result, direction_norm, seconds), **{f"effopd/{k}": v for k, v in geometry.items()}}
+        left_out = f"{prompts_left_out} prompts left out, " if prompts_left_out else ""
+        undecided = f"undecided: {result.undecided}, " if result.undecided else ""
+        print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} ({scores}{left_out}{undecided}{seconds:.1f}s)",
+              flush=True)
+        undecided_so_far = sum(1 for record in self.effopd_history if record.get("undecided"))
+        return {**_metrics(result, direction_norm, seconds, undecided_so_far, prompts_left_out),
+                **{f"effopd/{k}": v for k, v in geometry.items()}}
 
     def _effopd_prompt_ids(self) -> list[list[int]]:
         if not hasattr(self, "_effopd_prompt_ids_cache"):
@@ -144,7 +157,9 @@ class EffOPDTrainer(PPOTrainerSync):
             self._effopd_prompt_ids_cache = scoring.prompt_token_ids(self.tokenizer, self.effopd_prompts, kwargs)
         return self._effopd_prompt_ids_cache
 
-    def _effopd_teacher_answers(self) -> list[list[int]]:
+    def _effopd_teacher_answers(self) -> tuple[list[tuple[list[int], list[int]]], int]:
+        """The (prompt, teacher answer) pairs to score and how many prompts are left out (empty answers:
+        :func:`scoring.answered`). The answers are generated once (greedy) and kept in ``effopd_teacher_answers``."""
         if self.effopd_teacher_answers is None:
             clients = self.get_teacher_client()
             if not clients or len(clients) != 1:
@@ -158,7 +173,13 @@ class EffOPDTrainer(PPOTrainerSync):
                 self._effopd_prompt_ids(),
                 scoring.greedy_sampling_params(rollout, max_tokens=int(rollout.response_length)),
             )
-        return self.effopd_teacher_answers
+            _, left_out = scoring.answered(self._effopd_prompt_ids(), self.effopd_teacher_answers)
+            if left_out:
+                logger.warning(
+                    f"EffOPD: the teacher's greedy answer is empty for {left_out} of {len(self.effopd_teacher_answers)} "
+                    "validation prompts: they are left out of every score (effopd/prompts_left_out)"
+                )
+        return scoring.answered(self._effopd_prompt_ids(), self.effopd_teacher_answers)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self):
@@ -245,19 +266,29 @@ def _history_record(step: int, result: SearchResult, direction_norm: float, geom
         "direction_norm": direction_norm,
         "direction_cosine": geometry.get("geometry/direction_cosine"),
         "seconds": seconds,
+        "undecided": result.undecided,
         "candidates": [
             {"alpha": c.alpha, "score": c.score, "outcome": c.outcome, "seconds": c.seconds} for c in result.history
         ],
     }
 
 
-def _metrics(result: SearchResult, direction_norm: float, seconds: float) -> dict[str, float]:
+def _metrics(
+    result: SearchResult, direction_norm: float, seconds: float, undecided_so_far: int, prompts_left_out: int | None
+) -> dict[str, float]:
+    """The search's metrics; ``effopd/search_undecided`` is 1 for an undecided search (cause: warning and
+    history), ``effopd/undecided_searches`` counts them over the run, ``effopd/prompts_left_out`` (score
+    teacher_logprob) the validation prompts left out for an empty teacher answer."""
     metrics = {
         "effopd/accepted_alpha": result.accepted_alpha,
         "effopd/candidates_scored": result.candidates_scored,
         "effopd/search_seconds": seconds,
         "effopd/direction_norm": direction_norm,
+        "effopd/search_undecided": float(result.undecided is not None),
+        "effopd/undecided_searches": undecided_so_far,
     }
+    if prompts_left_out is not None:
+        metrics["effopd/prompts_left_out"] = prompts_left_out
     if not math.isnan(result.base_score):  # nothing is scored by the fixed-α baseline
         metrics["effopd/score_base"] = result.base_score
         metrics["effopd/score_best"] = result.best_score

@@ -22,6 +22,7 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from effopd_verl.core.config import EffOPDConfig
 from effopd_verl.core.extrapolation import DirectionStats, ShardedExtrapolation
+from effopd_verl.core.token_logprob import response_logprobs
 from effopd_verl.integration.state import load_anchor, save_anchor
 
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
@@ -74,29 +75,21 @@ class EffOPDActorRolloutRefWorker(ActorRolloutRefWorker):
         return self._state().bytes_held()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    @torch.no_grad()
     def effopd_response_logprob(self, sequences: list[tuple[list[int], list[int]]]) -> list[float]:
         """Mean per-token log-probability the actor gives each response after its prompt (teacher forcing).
 
-        ``sequences`` holds (prompt token ids, response token ids); every rank runs the same forward
-        passes (FSDP2 gathers shards layer by layer), one sequence at a time to bound memory.
+        ``sequences`` holds (prompt token ids, response token ids), both non-empty. Every rank runs the
+        same forward passes (FSDP2 gathers shards layer by layer): right-padded batches of at most
+        ``DEFAULT_TOKENS_PER_FORWARD`` padded tokens, the log-probs taken from the final hidden states
+        and lm_head's weight in chunks of positions, so no [T, V] logits exist whole, in fp32 or bf16
+        (:func:`effopd_verl.core.token_logprob.response_logprobs`).
         """
         engine = self.actor.engine
-        device = get_device_name()
-        scores = []
         with engine.eval_mode():
-            for prompt_ids, response_ids in sequences:
-                if not response_ids:
-                    scores.append(float("nan"))
-                    continue
-                ids = torch.tensor([list(prompt_ids) + list(response_ids)], device=device)
-                logits = engine.module(input_ids=ids, use_cache=False).logits[0]
-                start = len(prompt_ids) - 1
-                predicted = logits[start : start + len(response_ids)].float().log_softmax(-1)
-                targets = ids[0, len(prompt_ids) :].unsqueeze(-1)
-                scores.append(predicted.gather(-1, targets).mean().item())
-            engine.module.reshard()
-        return scores
+            try:
+                return response_logprobs(engine.module, sequences, get_device_name())
+            finally:
+                engine.module.reshard()
 
     # ------------------------------------------------------------------ checkpoints
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
