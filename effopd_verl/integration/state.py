@@ -10,7 +10,8 @@ unpickled on load.
 Every failure to save or load names the file and the fix: a full or read-only disk while saving (the
 previous checkpoint stays the one verl resumes from), a checkpoint without EffOPD state (an error unless
 ``effopd.resume_without_state=true``), a corrupted ``state.json``, a truncated or corrupted anchor shard
-(each shard carries a CRC-32 of its tensor bytes), a shard that does not fit the model, another number
+(each shard carries a CRC-32 of its tensor bytes: ~1-1.5 s per GB of anchor on a save and a load, measured
+646 MiB/s on a shared core here), a shard that does not fit the model, another number
 of ranks, or a shard missing because the checkpoint folder is not on storage shared by all nodes.
 """
 
@@ -35,6 +36,12 @@ STATE_FILE = "state.json"
 CHECKSUM_KEY = "effopd_crc32"
 """Metadata key of an anchor shard: CRC-32 of its tensors' bytes, in name order (safetensors has none)."""
 FRESH_START = "effopd.resume_without_state=true"
+
+
+def _start_afresh(folder: str) -> str:
+    """The last-resort fix for damaged state: without ``folder`` the checkpoint holds no state (``resume_state``)."""
+    return f"move {folder} aside and set {FRESH_START} to start EffOPD afresh from the loaded weights"
+
 EARLIER_CHECKPOINT = "trainer.resume_mode=resume_path trainer.resume_from_path=<an earlier global_step_N folder>"
 
 
@@ -115,8 +122,7 @@ def _missing_shard(folder: str, path: str, world_size: int, saved_world_size: in
     if saved_world_size != world_size:
         return CheckpointStateError(
             f"{path} is missing: {folder} was written by {saved_world_size} actor ranks, this run has {world_size}. "
-            f"Resume with the same trainer.n_gpus_per_node × trainer.nnodes ({saved_world_size}), or start EffOPD "
-            f"afresh from the loaded weights with {FRESH_START}"
+            f"Resume with the same trainer.n_gpus_per_node × trainer.nnodes ({saved_world_size}), or {_start_afresh(folder)}"
         )
     if os.path.isdir(folder):
         held = sorted(name for name in os.listdir(folder) if name.endswith(".safetensors"))
@@ -141,8 +147,7 @@ def read_anchor(folder: str, rank: int, world_size: int, saved_world_size: int) 
     if not os.path.isfile(path):
         raise _missing_shard(folder, path, world_size, saved_world_size)
     damaged = (
-        f"Restore the file from a backup, resume from another checkpoint ({EARLIER_CHECKPOINT}), or start EffOPD "
-        f"afresh from the loaded weights with {FRESH_START}"
+        f"Restore the file from a backup, resume from another checkpoint ({EARLIER_CHECKPOINT}), or {_start_afresh(folder)}"
     )
     try:
         tensors = load_file(path)
@@ -168,8 +173,7 @@ def load_anchor(
     except ValueError as err:
         raise CheckpointStateError(
             f"{anchor_file(folder, rank, world_size)} does not fit this model: {err}. Resume with the model, "
-            f"effopd.param_include/param_exclude and ranks of the run that saved it, or start EffOPD afresh from "
-            f"the loaded weights with {FRESH_START}"
+            f"effopd.param_include/param_exclude and ranks of the run that saved it, or {_start_afresh(folder)}"
         ) from err
 
 
@@ -223,7 +227,7 @@ class PluginState:
         except (ValueError, TypeError, UnicodeDecodeError) as err:
             raise CheckpointStateError(
                 f"{path} is corrupted ({err}). Restore it from a backup, resume from another checkpoint "
-                f"({EARLIER_CHECKPOINT}), or start EffOPD afresh from the loaded weights with {FRESH_START}"
+                f"({EARLIER_CHECKPOINT}), or {_start_afresh(folder)}"
             ) from err
 
 
@@ -250,6 +254,6 @@ def resume_state(step_folder: str, world_size: int, without_state: bool) -> Plug
     if state.world_size != world_size:
         raise CheckpointStateError(
             f"{folder} was written by {state.world_size} actor ranks, this run has {world_size}: resume with the "
-            f"same trainer.n_gpus_per_node × trainer.nnodes, or start EffOPD afresh with {FRESH_START}"
+            f"same trainer.n_gpus_per_node × trainer.nnodes, or {_start_afresh(folder)}"
         )
     return state

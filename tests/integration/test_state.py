@@ -128,6 +128,17 @@ def test_another_rank_count_is_refused_before_any_shard_is_read(tmp_path):
     assert resume_state(os.path.dirname(folder), world_size=2, without_state=False).next_trigger == 4
 
 
+def test_the_advertised_last_resort_for_damaged_state_works(tmp_path):
+    folder = effopd_folder(str(tmp_path / "global_step_2"))
+    os.makedirs(folder)
+    (tmp_path / "global_step_2" / "effopd" / STATE_FILE).write_text("{")
+    with pytest.raises(CheckpointStateError) as err:
+        resume_state(os.path.dirname(folder), world_size=1, without_state=True)  # damage is never skipped silently
+    assert f"move {folder} aside and set {FRESH}" in str(err.value)
+    os.rename(folder, folder + ".damaged")
+    assert resume_state(os.path.dirname(folder), world_size=1, without_state=True) is None
+
+
 def test_resume_without_state_is_a_validated_setting():
     assert EffOPDConfig().resume_without_state is False
     assert EffOPDConfig.from_mapping({"resume_without_state": True}).resume_without_state is True
