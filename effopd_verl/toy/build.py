@@ -130,15 +130,15 @@ def _params(task: str, seed: int, quick: bool, student_target: float) -> dict:
             "build_version": BUILD_VERSION}
 
 
-def load_assets(out: str | Path) -> ToyAssets:
-    """The assets a completed build left in ``out`` (absolute paths)."""
+def load_assets(out: str | Path, cls: type[ToyAssets] | None = None) -> ToyAssets:
+    """The assets a completed build left in ``out`` (absolute paths), as ``cls`` (default :class:`ToyAssets`)."""
     out = Path(out).resolve()
     record = json.loads((out / "assets.json").read_text())
     for name in _PATH_FIELDS:
         record[name] = str(out / record[name])
     record["out_dir"] = str(out)
     record["reused"] = True
-    return ToyAssets(**record)
+    return (cls or ToyAssets)(**record)
 
 
 def _save_model(model, tokenizer, generation_config, path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 
@@ -17,6 +18,8 @@ from .tasks import Task, draw_unique
 from .tokenizer import prompt_messages
 
 ABILITY = "toy"
+Messages = Callable[[str], list[dict[str, str]]]
+"""The chat messages of a prompt, given its question."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,12 @@ def make_splits(task: Task, seed: int, sizes: SplitSizes) -> Splits:
     return Splits(train=train, val=val, test=test, select=select)
 
 
-def to_frame(task: Task, pairs: list[tuple[str, str]], split: str) -> pd.DataFrame:
-    """The rows of one split in verl's RL format."""
+def to_frame(task: Task, pairs: list[tuple[str, str]], split: str, messages: Messages = prompt_messages) -> pd.DataFrame:
+    """The rows of one split in verl's RL format; ``messages(question)`` gives the chat of a prompt."""
     return pd.DataFrame(
         {
             "data_source": [task.data_source] * len(pairs),
-            "prompt": [prompt_messages(q) for q, _ in pairs],
+            "prompt": [messages(q) for q, _ in pairs],
             "ability": [ABILITY] * len(pairs),
             "reward_model": [{"style": "rule", "ground_truth": a} for _, a in pairs],
             "extra_info": [
@@ -78,6 +81,6 @@ def to_frame(task: Task, pairs: list[tuple[str, str]], split: str) -> pd.DataFra
     )
 
 
-def write_split(task: Task, pairs: list[tuple[str, str]], split: str, path: str) -> None:
+def write_split(task: Task, pairs: list[tuple[str, str]], split: str, path: str, messages: Messages = prompt_messages) -> None:
     """Write one split as parquet (no pandas index column)."""
-    to_frame(task, pairs, split).to_parquet(path, index=False)
+    to_frame(task, pairs, split, messages).to_parquet(path, index=False)

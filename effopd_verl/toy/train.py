@@ -145,9 +145,13 @@ def train_supervised(
     exclude: set[str],
     select_pairs: list[tuple[str, str]],
     progress: Callable[[str], None] | None = None,
+    prune: Callable[[list[Snapshot]], None] | None = None,
 ) -> list[Snapshot]:
     """Train in place for ``spec.steps``; return snapshots: step 0, every ``eval_every`` steps until
-    one reaches ``fine_until`` accuracy on ``select_pairs``, then every ``coarse_eval_every``, and the last."""
+    one reaches ``fine_until`` accuracy on ``select_pairs``, then every ``coarse_eval_every``, and the last.
+
+    ``prune(snapshots)``, called after each snapshot, may empty the ``state_dict`` of those no longer
+    needed (a 135M-parameter model's weights are 540 MB a snapshot); by default every snapshot keeps them."""
     rng = random.Random(f"sft/{task.name}/{seed}")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -163,6 +167,8 @@ def train_supervised(
     def snap(step: int, loss: float | None) -> None:
         acc = exact_match(model, encoder, select_pairs, max_new)
         snapshots.append(Snapshot(step, acc, copy.deepcopy(model.state_dict())))
+        if prune is not None:
+            prune(snapshots)
         if progress is not None:
             loss_s = "" if loss is None else f" loss {loss:.4f}"
             progress(f"step {step:5d}/{spec.steps}{loss_s} select-acc {acc:.3f} ({time.perf_counter() - t0:.0f}s)")
