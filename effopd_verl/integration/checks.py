@@ -181,10 +181,11 @@ def check_batch_layout(config: DictConfig) -> None:
     if need_reference_policy(config) and not arr.ref.get("log_prob_use_dynamic_bsz", False):
         ref_dp = _data_parallel_size(arr.ref, "actor_rollout_ref.ref", ranks, where)
         if padded % ref_dp:
+            setting, size = ulysses_size(arr.ref, "actor_rollout_ref.ref")
             raise ValueError(
-                f"the reference model's {ref_dp} data-parallel ranks ({where} / its Ulysses sequence parallel size) do "
-                f"not divide the step's {padded} samples, padded to the actor's {dp} ranks; give actor_rollout_ref.ref "
-                "the actor's Ulysses sequence parallel size"
+                f"{setting}={size} gives the reference model {ref_dp} data-parallel ranks, which do not divide the "
+                f"step's {padded} samples (padded for the actor's {dp} data-parallel ranks); give actor_rollout_ref.ref "
+                f"the actor's Ulysses sequence parallel size ({ranks // dp})"
             )
         _check_micro_batches(padded // ref_dp, arr.ref, "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
                              _log_prob_batch(batch, padded, ref_dp))
