@@ -8,7 +8,9 @@ before verl's checkpoint save and its final weight push in ``on_step_end``):
     θ := accepted point;  θ_anchor := θ
 
 Logged at each trigger: ``effopd/score_base``, ``score_best``, ``accepted_alpha``,
-``candidates_scored``, ``search_seconds``, ``direction_norm``, ``score_alpha_<α>`` and the direction's
+``candidates_scored``, ``search_seconds``, ``direction_norm``, ``score_alpha_<α>``, ``search_undecided``
+and ``undecided_searches`` (searches that could compare no candidate with θ_t: a warning names the cause),
+``prompts_left_out`` (score=teacher_logprob: prompts with an empty teacher answer) and the direction's
 geometry ``effopd/geometry/*`` (cosine with the previous direction, share of ‖d‖² per module type,
 ‖d‖ per layer; :mod:`effopd_verl.core.live_geometry`), and the schedule's ``effopd/next_window`` and
 back-off (``effopd/backoff_level``, ``effopd/backed_off``; :mod:`effopd_verl.core.schedule`).
