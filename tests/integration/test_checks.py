@@ -69,17 +69,17 @@ def test_another_verl_version_is_refused():
         require_supported_verl(found="0.10.0")
 
 
-SHIPPED_RUN_CONFIGS = ["effopd_trainer", "toy_cpu"]  # configs/*.yaml but effopd_defaults.yaml, a defaults fragment
+SHIPPED_RUN_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "effopd_defaults")  # a fragment
 
 
-def test_the_shipped_run_configs_are_all_listed():
-    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*SHIPPED_RUN_CONFIGS, "effopd_defaults"])
+def test_the_shipped_run_configs_are_found():
+    assert {"effopd_trainer", "toy_cpu"} <= set(SHIPPED_RUN_CONFIGS)
 
 
 @pytest.mark.parametrize("name", SHIPPED_RUN_CONFIGS)
 @pytest.mark.parametrize("enable", [False, True])
 def test_every_shipped_config_passes(name, enable):
-    """The examples (configs/examples/) are checked in tests/scripts/test_example_configs.py."""
+    """configs/*.yaml; the examples (configs/examples/) are checked in tests/scripts/test_example_configs.py."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         cfg = compose(config_name=name, overrides=[f"effopd.enable={str(enable).lower()}"])
     assert check_run_config(cfg).enable is enable
