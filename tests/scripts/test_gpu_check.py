@@ -61,9 +61,10 @@ def test_quick_cpu_run_passes_every_section(tmp_path):
     combos = {f"{dtype}_anchor_{where}" for dtype in ("bfloat16", "float32") for where in ("same", "cpu")}
     extrap = report["sections"]["extrapolation"]["numbers"]
     assert set(extrap) == combos
-    for per_alpha in extrap.values():
-        assert set(per_alpha) == {"0.5", "2.0", "6.0"}
-        assert all(0 <= row["max_error_over_bound"] <= 1 for row in per_alpha.values())
+    for row in extrap.values():
+        assert set(row["alphas"]) == {"0.5", "2.0", "6.0"}
+        assert all(0 <= a["max_error_over_bound"] <= 1 for a in row["alphas"].values())
+        assert 0 <= row["squared_norm_rel_error"] <= 1e-3
     bandwidth = report["sections"]["extrapolation_bandwidth"]["numbers"]
     assert set(bandwidth) == combos | {"goal"}
     assert all(math.isfinite(bandwidth[c]["bandwidth_ratio"]) and bandwidth[c]["apply_s"] > 0 for c in combos)
