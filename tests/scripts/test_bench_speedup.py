@@ -1,150 +1,134 @@
-"""scripts/bench_speedup.py: the pure parts (gain targets, first reach, ratios, aggregation, the
-per-arm figures and top-level ratios, the tuned-lr pick, the table). No training."""
+"""scripts/bench_speedup.py, the command line over effopd_verl.bench: its help, a dry run, bad arguments,
+and a whole benchmark over finished runs (the cached path: run folders whose DONE matches the command the
+script builds, holding real checkpoints, the quick toy's initial student and its teacher, so the scores are
+known). The effopd-train runs themselves are the slow e2e tests' job; the figures are tested in tests/bench/."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import Qwen3ForCausalLM
+
+from effopd_verl.bench.arms import parse_arm
+from effopd_verl.bench.measures import LOSS
+from effopd_verl.bench.runs import RunSettings, run_key, train_command, work_folder
+from effopd_verl.bench.toy_testbed import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("bench_speedup", ROOT / "scripts" / "bench_speedup.py")
+SCRIPT = ROOT / "scripts" / "bench_speedup.py"
+_spec = importlib.util.spec_from_file_location("bench_speedup", SCRIPT)
 bench = importlib.util.module_from_spec(_spec)
 sys.modules["bench_speedup"] = bench
 _spec.loader.exec_module(bench)
 
-
-def test_gain_targets():
-    assert bench.gain_targets(0.2, 0.6) == pytest.approx({0.5: 0.4, 0.9: 0.56})
-    assert bench.gain_targets(0.2, 0.2) is None  # vanilla gained nothing: no target
-    assert bench.gain_targets(0.3, 0.2) is None
+STEPS, BATCH = 2, 4
+SETTINGS = RunSettings(STEPS, BATCH, 128, STEPS)
 
 
-def test_first_reach():
-    steps, acc = [0, 1, 2, 3], [0.1, 0.3, 0.25, 0.5]
-    assert bench.first_reach(steps, acc, 0.3) == 1  # at the target counts
-    assert bench.first_reach(steps, acc, 0.4) == 3
-    assert bench.first_reach(steps, acc, 0.6) is None
-    assert bench.first_reach([0.0, 5.5, 9.0], [0.1, float("nan"), 0.4], 0.2) == 9.0
+def test_help():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--lr-factors" in out.stdout and "--arm-override" in out.stdout and "effopd_verl.bench" in out.stdout
 
 
-def test_ratio():
-    assert bench.ratio(8, 4) == 2
-    assert bench.ratio(None, 4) is None and bench.ratio(8, None) is None and bench.ratio(8, 0) is None
+@pytest.mark.parametrize("argv, message", [
+    (["--arms", "effopd_tlp_fast"], "rate 'fast'"),
+    (["--lr-factors", "3", "1/0"], "lr factor '1/0'"),
+    (["--arms", "effopd_tlp_tuned-e4"], "variant without overrides"),
+    (["--testbed", "nope"], "--testbed 'nope'"),
+    (["--arms"], "expected at least one argument"),
+    (["--steps", "0"], "--steps must be ≥ 1"),
+])
+def test_bad_arguments_stop_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args(["--assets", "nowhere", *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_aggregate():
-    a = bench.aggregate([1.0, 3.0, None])
-    assert a["mean"] == 2.0 and a["std"] == pytest.approx(math.sqrt(2)) and a["n"] == 2 and a["missing"] == 1
-    assert a["min"] == 1.0 and a["max"] == 3.0
-    assert bench.aggregate([5.0])["std"] == 0.0
-    assert bench.aggregate([None])["mean"] is None
+def test_arms_from_lr_factors_and_the_default_set():
+    args = bench.parse_args(["--assets", "x", "--lr-factors", "3", "1", "1/3", "0.1", "--arms", "effopd_tlp_tuned-e4",
+                             "--arm-override", "effopd_tlp_tuned-e4=effopd.trigger_every=4"])
+    assert [a.name for a in args.arm_set] == ["effopd_tlp_tuned-e4", "vanilla_x3", "effopd_tlp_x3", "vanilla_tuned",
+                                              "effopd_tlp_tuned", "vanilla_div3", "effopd_tlp_div3", "vanilla_under",
+                                              "effopd_tlp_under"]
+    assert bench.arm_lrs(args, 3e-4) == pytest.approx({"tuned": 3e-4, "under": 3e-5, "x3": 9e-4, "div3": 1e-4})
+    assert [a.name for a in bench.parse_args(["--assets", "x"]).arm_set] == [
+        "vanilla_tuned", "effopd_tlp_tuned", "vanilla_under", "effopd_reward_under", "effopd_tlp_under", "fixed2_under"]
 
 
-def test_cumulative_wall():
-    assert bench.cumulative_wall([1.0, 2.0, 0.5]) == [1.0, 3.0, 3.5]
+def finished_run(work: Path, assets, arm: str, lr: float, weights: list[str], extra=(), searches=None, loss=None):
+    """A run folder as a finished ``effopd-train`` run leaves it: DONE (the hash of the command the benchmark
+    builds), verl's metrics log, and one actor checkpoint per step (``weights``: a model folder per step)."""
+    a = parse_arm(arm, tuple(extra))
+    tag = a.run_tag(lr, 0, None)
+    run = work / tag
+    for step, model in enumerate(weights, 1):
+        actor = run / "checkpoints" / f"global_step_{step}" / "actor"
+        actor.mkdir(parents=True)
+        torch.save(Qwen3ForCausalLM.from_pretrained(model).state_dict(), actor / "model_world_size_1_rank_0.pt")
+    records = [{"step": s, "data": {"timing_s/step": 1.0, LOSS: (loss or {}).get(s, 1.0 / s), **(searches or {}).get(s, {})}}
+               for s in range(1, len(weights) + 1)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    (run / "DONE").write_text(run_key(train_command(TOY, assets, SETTINGS, lr, 0, a.hydra_overrides(None))))
+    return tag
 
 
-def curve(acc, step_seconds=1.0, searches=None):
-    steps = list(range(len(acc)))
-    wall = [step_seconds * s for s in steps]
-    return bench.Curve(steps, wall, acc, [-1.0 + 0.1 * a for a in acc], {}, searches or {}, wall[-1])
+def test_a_benchmark_over_finished_runs(toy_assets, tmp_path, capsys):
+    a, work_root = toy_assets, tmp_path / "work"
+    work = work_folder(work_root, TOY, a.task, SETTINGS)
+    s, t = a.student_dir, a.teacher_dir
+    search = {1: {"effopd/accepted_alpha": 2.0, "effopd/search_seconds": 1.0, "effopd/direction_norm": 0.1,
+                  "effopd/score_base": -1.0, "effopd/score_alpha_2": -0.5}}
+    # the sweep: 3e-4 improves to the teacher's weights; 1e-3 gets there at step 1 and falls back (unstable)
+    finished_run(work, a, "vanilla_tuned", 3e-4, [s, t])
+    finished_run(work, a, "vanilla_tuned", 1e-3, [t, s], loss={2: float("nan")})
+    finished_run(work, a, "effopd_tlp_tuned", 3e-4, [t, t], searches=search)
+    finished_run(work, a, "vanilla_x3", 9e-4, [t, s])  # oscillates: at the target at step 1, then back
+    variant = ["effopd.trigger_every=4"]
+    finished_run(work, a, "effopd_tlp_x3-e4", 9e-4, [s, t], extra=variant)
+    argv = ["--assets", a.out_dir, "--task", "add", "--steps", str(STEPS), "--batch", str(BATCH), "--work", str(work_root),
+            "--sweep-lrs", "3e-4", "1e-3", "--arms", "vanilla_tuned", "effopd_tlp_tuned", "effopd_tlp_x3-e4",
+            "--lr-factors", "3", "--methods", "vanilla", "--arm-override", f"effopd_tlp_x3-e4={variant[0]}"]
+    bench.main([*argv, "--dry-run"])
+    plan = capsys.readouterr().out
+    assert "tuned lr from the sweep over [0.0003, 0.001]" in plan and "effopd_tlp_x3-e4: lr = 3 × tuned" in plan
+    bench.main([*argv, "--tuned-lr", "3e-4", "--dry-run"])
+    plan = capsys.readouterr().out
+    assert plan.count("(cached)") == 4 and f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (cached)" in plan
 
-
-def test_arm_figures_use_the_vanilla_gain():
-    vanilla = curve([0.2, 0.3, 0.4, 0.5, 0.6, 0.6])  # gain 0.4: 50% at 0.4 (step 2), 90% at 0.56 (step 4)
-    effopd = curve([0.2, 0.45, 0.58, 0.55, 0.6, 0.62], step_seconds=1.5,
-                   searches={1: {"accepted_alpha": 4.0, "search_seconds": 0.75, "direction_cosine": None},
-                             2: {"accepted_alpha": 0.0, "search_seconds": 0.75, "direction_cosine": 0.9}})
-    v, e = bench.arm_figures(vanilla, vanilla), bench.arm_figures(effopd, vanilla)
-    assert (v["steps_to_50"], v["steps_to_90"]) == (2, 4)
-    assert (e["steps_to_50"], e["steps_to_90"]) == (1, 2)
-    assert e["wall_to_90"] == 3.0 and e["target_acc_90"] == pytest.approx(0.56)
-    assert e["best_acc"] == 0.62 and e["final_acc"] == 0.62 and e["initial_acc"] == 0.2
-    assert e["search_seconds"] == 1.5 and e["search_share"] == pytest.approx(1.5 / 7.5)
-    assert e["accepted_alpha"] == {"1": 4.0, "2": 0.0} and e["direction_cosine"] == {"2": 0.9}
-
-
-def test_summarize_ratios_per_seed_with_the_best_effopd_arm():
-    van = {0: curve([0.2, 0.3, 0.4, 0.5, 0.6]), 1: curve([0.2, 0.3, 0.4, 0.5, 0.6])}  # 90% of 0.4 gain: 0.56 at step 4
-    curves = {
-        "vanilla_under": van,
-        "effopd_reward_under": {0: curve([0.2, 0.6, 0.6, 0.6, 0.6]), 1: curve([0.2, 0.2, 0.2, 0.2, 0.2])},
-        "effopd_tlp_under": {0: curve([0.2, 0.3, 0.6, 0.6, 0.6]), 1: curve([0.2, 0.3, 0.6, 0.6, 0.6])},
-        "vanilla_tuned": van,
-        "effopd_tlp_tuned": {0: curve([0.2, 0.2, 0.2, 0.2, 0.2]), 1: curve([0.2, 0.3, 0.4, 0.5, 0.6])},
-    }
-    arms, top = bench.summarize(curves)
-    # seed 0: the reward arm reaches at step 1 (4/1); seed 1: only teacher_logprob reaches, at step 2 (4/2)
-    assert top["effopd_step_ratio"]["values"] == [4.0, 2.0] and top["effopd_step_ratio"]["mean"] == 3.0
-    # at the tuned lr seed 0 never reaches 90%: no ratio for it
-    assert top["tuned_lr_step_ratio"]["values"] == [None, 1.0]
-    assert top["tuned_lr_step_ratio"]["missing"] == 1
-    assert arms["effopd_reward_under"]["mean"]["steps_to_90"]["missing"] == 1
-    text = bench.table(arms, top, {"tuned": 1e-3, "under": 1e-4})
-    assert "effopd_step_ratio: mean 3.00" in text and "| vanilla_under | 1e-04 |" in text
-    assert "never" in text
-
-
-def test_table_shows_fractional_accepted_alphas():
-    van = {0: curve([0.2, 0.3, 0.4, 0.6])}
-    fine = {0: curve([0.2, 0.4, 0.5, 0.6], searches={1: {"accepted_alpha": 2.0}, 2: {"accepted_alpha": 0.5},
-                                                      3: {"accepted_alpha": 0.0}})}
-    arms, top = bench.summarize({"vanilla_under": van, "effopd_tlp_under": fine})
-    assert "| 1:2,2:0.5,3:0 |" in bench.table(arms, top, {"tuned": 1e-3, "under": 1e-4})
-
-
-def test_pick_tuned_lr_by_validation_accuracy_ties_to_the_smaller():
-    assert bench.pick_tuned_lr({1e-4: 0.3, 3e-4: 0.5, 1e-3: 0.4}) == 3e-4
-    assert bench.pick_tuned_lr({1e-4: 0.5, 3e-4: 0.5}) == 1e-4
-
-
-def test_curve_json_round_trip():
-    c = curve([0.1, 0.2], searches={1: {"accepted_alpha": 2.0}})
-    back = bench.Curve.from_json(c.to_json())
-    assert back.acc == c.acc and back.searches == {1: {"accepted_alpha": 2.0}} and back.total_wall == c.total_wall
-
-
-def test_step_equivalents_normalize_wall_time_by_the_median_step():
-    wall = [0.0, 2.0, 4.0, 9.0, 11.0]  # steps of 2 s; step 3 carries a 3 s search
-    assert bench.median_step(wall) == 2.0
-    c = curve([0.2, 0.3, 0.4, 0.5, 0.6], searches={3: {"search_seconds": 3.0}})
-    c.wall = wall
-    assert bench.step_equivalents(c) == [0.0, 1.0, 2.0, 4.5, 5.5]
-    f = bench.arm_figures(c, c)
-    assert f["stepeq_to_90"] == 5.5 and f["median_step_seconds"] == 2.0
-
-
-def test_search_log_from_the_logged_metrics():
-    metrics = {
-        1: {"effopd/accepted_alpha": 2.0, "effopd/direction_norm": 0.06, "effopd/score_base": -1.04,
-            "effopd/score_alpha_0.5": -1.02, "effopd/score_alpha_2": -1.0, "effopd/score_alpha_4": -1.06},
-        2: {"actor/lr": 1e-4},
-        4: {"effopd/accepted_alpha": 0.0, "effopd/direction_norm": 0.08, "effopd/score_base": -0.96,
-            "effopd/score_alpha_0.5": -0.97, "effopd/geometry/direction_cosine": 0.7},
-    }
-    found = bench.searches_from_metrics(metrics)
-    assert sorted(found) == [1, 4]
-    assert list(found[1]["scores"]) == ["0.5", "2", "4"]  # in α order
-    assert found[4]["direction_cosine"] == 0.7 and found[4]["direction_norm"] == 0.08
-    c = curve([0.2, 0.3, 0.3, 0.4, 0.5], searches=found)
-    text = bench.search_table({"effopd_tlp_under": {0: c}, "fixed2_under": {0: curve([0.2, 0.3], searches={1: {"accepted_alpha": 2.0}})}})
-    rows = [r for r in text.splitlines()[2:]]
-    assert rows == ["| effopd_tlp_under | 0 | 1 | 0.0600 | 0.0600 | -1.0400 | 0.5: -1.0200, 2: -1.0000, 4: -1.0600 | 2 |",
-                    "| effopd_tlp_under | 0 | 4 | 0.0800 | 0.0267 | -0.9600 | 0.5: -0.9700 | 0 |"]  # window 4 - 1 = 3 steps
-
-
-def test_markdown_page_holds_the_command_setup_and_tables():
-    result = {"task": "reverse", "seeds": [0, 1], "steps": 32, "batch_prompts": 128,
-              "assets": {"student_accuracy": 0.126, "teacher_accuracy": 1.0, "num_rows": {"test": 1024}, "quick": False, "seed": 0},
-              "overrides": ["a.b=1"], "effopd_alphas": [0.5, 1.0], "effopd_val_size": 128,
-              "lr": {"tuned": 1e-3, "under": 1e-4}, "under_factor": 10.0, "tuned_lr_how": "a sweep",
-              "sweep_val_acc": {"0.001": 0.97}, "measure": "test split", "gain_definition": "gain",
-              "table": "| arm |\n|---|", "search_table": "| arm | seed |\n|---|---|"}
-    page = bench.markdown(result, "python scripts/bench_speedup.py --seeds 0 1")
-    assert page.startswith("# Speedup benchmark: `reverse` toy (2 seeds, 32 steps × 128 prompts)")
-    assert "python scripts/bench_speedup.py --seeds 0 1" in page and "`a.b=1`" in page and "0.001 → 0.970" in page
-    assert "| arm |\n|---|" in page and "Search log" in page and "student 0.126, teacher 1.000" in page
+    out = tmp_path / "out"
+    bench.main([*argv, "--json", str(out / "b.json"), "--md", str(out / "b.md"), "--png", str(out / "b.png")])
+    printed = capsys.readouterr().out
+    assert "trained in" not in printed and "effopd-train failed" not in printed  # nothing trained: every run was cached
+    r = json.loads((out / "b.json").read_text())
+    assert r["lr"] == pytest.approx({"tuned": 3e-4, "under": 3e-5, "x3": 9e-4})
+    assert r["sweep_val_acc"] == {lr: v["val_acc_final"] for lr, v in r["sweep_stability"].items()}
+    assert r["sweep_val_acc"]["0.0003"] > r["sweep_val_acc"]["0.001"]
+    assert r["sweep_stability"]["0.0003"]["stable"] and r["sweep_stability"]["0.0003"]["val_points"] == 3
+    unstable = r["sweep_stability"]["0.001"]
+    assert not unstable["stable"] and not unstable["loss_finite"] and unstable["val_acc_best"] > unstable["val_acc_final"]
+    assert list(r["arms"]) == ["vanilla_x3", "effopd_tlp_x3-e4", "vanilla_tuned", "effopd_tlp_tuned"]
+    # every historical key is still there
+    for key in ("task", "assets", "seeds", "steps", "batch_prompts", "effopd_val_size", "effopd_alphas", "lr", "under_factor",
+                "tuned_lr_how", "measure", "gain_definition", "tuned_lr_step_ratio", "tuned_lr_wall_ratio", "arms",
+                "curves", "table", "search_table", "bench_seconds"):
+        assert key in r, key
+    # the headline: both vanilla arms gain teacher - student; vanilla_x3 reaches 90% of it at step 1, EffOPD at the
+    # tuned lr at step 1 too (ratio 1), but its 1 s search is one more median step (step-equivalents 2: ratio 1/2)
+    assert r["effopd_vs_best_vanilla_step_ratio"]["values"] == [1.0]
+    assert r["effopd_vs_best_vanilla_stepeq_ratio"]["values"] == [0.5]
+    (h,) = r["best_vanilla_headline"]
+    assert (h["best_vanilla_steps_arm"], h["best_effopd_steps_arm"]) == ("vanilla_x3", "effopd_tlp_tuned")
+    assert h["best_vanilla_final_acc"] == pytest.approx(a.student_accuracy)
+    assert r["arms"]["effopd_tlp_x3-e4"]["per_seed"]["0"]["steps_to_90"] == 2  # against vanilla_x3's gain
+    assert r["tuned_lr_step_ratio"]["values"] == [2.0]
+    page = (out / "b.md").read_text()
+    assert "effopd_vs_best_vanilla_step_ratio: mean 1.00" in page and "The lr sweep" in page
+    assert f"`effopd_tlp_x3-e4={variant[0]}`" in page and "python scripts/bench_speedup.py --assets" in page
+    assert (out / "b.png").stat().st_size > 10_000
