@@ -68,6 +68,17 @@ def test_verl_launcher_with_effopd_enabled_stops_before_ray_starts():
     print(f"refused in {seconds:.1f} s")
 
 
+def test_verl_launcher_without_effopd_passes_the_guard():
+    """Plain OPD through verl's launcher (tests/conftest.py::run_verl_opd) gets through the wrapped config check: a
+    ray.init argument Ray does not know stops it right after, before Ray starts."""
+    out = _python("-m", "verl.trainer.main_ppo", "--config-path", str(CONFIGS), "--config-name", "toy_cpu",
+                  "effopd.enable=false", "+ray_kwargs.ray_init.not_an_argument_of_ray_init=1",
+                  "hydra.run.dir=/tmp/effopd_refusal_hydra", timeout=240)
+    assert "[validate_config] All configuration checks passed successfully!" in out.stdout, out.stderr[-3000:]
+    assert REFUSAL not in out.stderr
+    assert "Unknown keyword argument(s): not_an_argument_of_ray_init" in out.stderr, out.stderr[-3000:]
+
+
 def test_other_processes_keep_verl_validate_config():
     out = _python("-c", "import verl, verl.utils.config as c; print(c.validate_config.__module__)", timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
