@@ -157,7 +157,9 @@ def check_batch_layout(config: DictConfig) -> None:
     dp = _data_parallel_size(arr.actor, "actor_rollout_ref.actor", ranks, where)
     mini = arr.actor.ppo_mini_batch_size * n
     if mini % dp:
-        step = dp // math.gcd(n, dp)
+        micro = None if arr.actor.use_dynamic_bsz else arr.actor.get("ppo_micro_batch_size_per_gpu")
+        need = dp * (micro or 1)  # the suggested sizes also fill whole micro-batches on every rank
+        step = need // math.gcd(n, need)
         raise ValueError(
             f"actor_rollout_ref.actor.ppo_mini_batch_size={arr.actor.ppo_mini_batch_size} × actor_rollout_ref.rollout.n"
             f"={n} = {mini} samples per mini-batch do not split over the actor's {dp} data-parallel ranks ({where} / "

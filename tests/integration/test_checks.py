@@ -107,6 +107,14 @@ def test_a_mini_batch_that_does_not_split_over_the_ranks_is_refused_with_values_
     assert "over the actor's 12 data-parallel ranks" in layout_error(*SIX_RANKS_1024, "trainer.nnodes=2")
 
 
+def test_the_suggested_mini_batch_also_fills_whole_micro_batches():
+    three_ranks = ["trainer.n_gpus_per_node=3", "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+                   "data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16",  # the toy's batch
+                   "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8", "actor_rollout_ref.actor.use_dynamic_bsz=false"]
+    assert "e.g. ppo_mini_batch_size=24 (and data.train_batch_size a multiple of it)" in layout_error(*three_ranks)
+    check_run_config(config(*three_ranks, "data.train_batch_size=24", "actor_rollout_ref.actor.ppo_mini_batch_size=24"))
+
+
 def test_ulysses_sequence_parallel_ranks_are_not_data_parallel():
     twelve = ["data.train_batch_size=12", "actor_rollout_ref.actor.ppo_mini_batch_size=12",
               "actor_rollout_ref.actor.use_dynamic_bsz=true"]  # 12 samples, 8 ranks
