@@ -138,7 +138,7 @@ class ShardedExtrapolation:
             d = t.float() - self._anchor[name].to(t.device, non_blocking=True)
             d_sample = d.reshape(-1)[::DIRECTION_SAMPLE_STRIDE]
             prev = previous[name].to(t.device, non_blocking=True) if name in previous else torch.zeros_like(d_sample)
-            sums.append(torch.stack([torch.linalg.vector_norm(d).square(), d_sample @ prev, d_sample.square().sum(), prev.square().sum()]))
+            sums.append(torch.stack([d.square().sum(), d_sample @ prev, d_sample.square().sum(), prev.square().sum()]))
             if self._keep_sample:
                 sample[name] = self._copy_to_store(d_sample, torch.float32, like=t)
         self._theta_t, self._direction_sample = theta_t, sample
@@ -234,12 +234,12 @@ class ShardedExtrapolation:
     def _write_candidate(self, alpha: float, name: str, t: torch.Tensor) -> torch.Tensor:
         theta_t = self._theta_t[name].to(t.device, non_blocking=True)
         anchor = self._anchor[name].to(t.device, non_blocking=True)
+        # θ_t + α·(θ_t − θ_anchor) = lerp(θ_anchor, θ_t, 1 + α): one pass over the three tensors. For
+        # weights ≥ 0.5 torch evaluates lerp as end − (end − start)·(1 − weight) = θ_t + α·d.
         if t.dtype == torch.float32:  # write straight into the parameter: no temporary
-            torch.sub(theta_t, anchor, out=t)
-            torch.add(theta_t, t, alpha=alpha, out=t)
+            torch.lerp(anchor, theta_t, 1.0 + alpha, out=t)
         else:  # fp32 math, one cast back
-            theta = theta_t.float()
-            t.copy_(torch.add(theta, theta - anchor, alpha=alpha))
+            t.copy_(torch.lerp(anchor, theta_t.float(), 1.0 + alpha))
         return t.sum(dtype=torch.float32)
 
     def _require_anchor(self) -> None:
