@@ -48,7 +48,7 @@ from .tasks import get_task
 
 BUILD_VERSION = 1
 """Bump when a change alters what a build writes: cached builds are then rebuilt, not reused."""
-FULL_STEPS = {"succ": 60, "words": 60, "km": 60}
+FULL_STEPS = {"succ": 20, "words": 60, "add1": 80}
 """Supervised steps of a full build (batch 32): the teacher reaches ≥ 0.9 test exact match."""
 
 
@@ -64,9 +64,11 @@ def _profile(task: str, quick: bool) -> Profile:
     if quick:  # the pipeline, not the accuracy: a few steps, small splits
         sizes = SplitSizes(train=256, val=16, test=32, select=16)
         return Profile(sizes, TrainSpec(steps=4, batch_size=8, lr=1e-4, warmup_steps=1, eval_every=2), 0.2)
-    sizes = SplitSizes(train=4096, val=128, test=256, select=64)
-    return Profile(sizes, TrainSpec(steps=FULL_STEPS[task], batch_size=32, lr=2e-4, warmup_steps=5, eval_every=5,
+    sizes = SplitSizes(train=4096, val=64, test=128, select=32)
+    return Profile(sizes, TrainSpec(steps=FULL_STEPS[task], batch_size=32, lr=2e-4, warmup_steps=5, eval_every=1,
                                     coarse_eval_every=20, min_lr_ratio=0.1), 0.3)
+    # eval_every=1: the model learns the answer format within ~5 steps (add1: 0 -> 0.56 select accuracy at
+    # step 5), so the student is one of the first steps
 
 
 @dataclass

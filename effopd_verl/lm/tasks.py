@@ -4,6 +4,10 @@ Each is a :class:`effopd_verl.toy.tasks.Task` (the toy's task type, data split a
 as they are); the data source is ``effopd_toy/<name>``, the prefix the shared reward accepts. The
 answers are digits, which SmolLM2's tokenizer encodes one token per digit, so ``max_answer_chars``
 bounds the answer's tokens too (plus ``<|im_end|>``).
+
+Measured on the quick build (4 supervised steps of 8): the base model answers ``n+1=`` in sentences
+(0%), and 2 steps teach it the format: ``succ`` is then at 100%, it only lacked the format. ``add1``
+(one carry in half the questions) and ``words`` are the ones the model half-knows.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ def _pairs(name: str) -> tuple[tuple[str, str], ...]:
         return tuple((f"{n}+1=", str(n + 1)) for n in range(1000))
     if name == "words":
         return tuple((f"{number_words(n)} in digits:", str(n)) for n in range(1000))
-    if name == "km":
-        return tuple((f"{n} km in m:", str(n * 1000)) for n in range(1, 1000))
+    if name == "add1":
+        return tuple((f"{a}+{b}=", str(a + b)) for a in range(10, 100) for b in range(1, 10))
     raise ValueError(f"no question list for {name!r}")
 
 
@@ -53,7 +57,7 @@ TASKS: dict[str, Task] = {
     for task in (
         _enumerated("succ", "n+1= with n in 0..999; answer n + 1", 6, 4),
         _enumerated("words", "'<n in English words> in digits:' with n in 0..999; answer n", 40, 3),
-        _enumerated("km", "'n km in m:' with n in 1..999; answer 1000 n", 13, 6),
+        _enumerated("add1", "a+b= with a in 10..99 and b in 1..9; answer a + b (half the sums carry)", 5, 3),
     )
 }
 
