@@ -1,5 +1,6 @@
 """Chunked token log-probs equal the unchunked fp64 computation; teacher forcing in padded batches equals
-one sequence at a time with whole logits (a tiny real Qwen3); models whose logits are not lm_head's are refused."""
+one sequence at a time with whole logits (a tiny real Qwen3, whole and under two-rank FSDP2 wrapped as verl
+wraps it); models whose logits are not lm_head's are refused."""
 
 import doctest
 
@@ -105,11 +106,11 @@ def test_token_budget_batches_cover_every_sequence_once_within_the_budget(max_to
 
 
 # ---------------------------------------------------------------- teacher forcing on a real (tiny) model
-def qwen3(vocab=101):
+def qwen3(tied=False):
     torch.manual_seed(0)
-    config = Qwen3Config(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = Qwen3Config(vocab_size=101, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
-                         tie_word_embeddings=False, attn_implementation="sdpa")
+                         tie_word_embeddings=tied, attn_implementation="sdpa")
     return Qwen3ForCausalLM(config).eval()
 
 
@@ -157,3 +158,49 @@ def test_a_model_that_soft_caps_its_logits_is_refused():
                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, final_logit_softcapping=0.5)
     with pytest.raises(ValueError, match="transforms its output embedding's logits"):
         response_logprobs(Gemma2ForCausalLM(config).eval(), random_sequences(2), "cpu")
+
+
+# ---------------------------------------------------------------- under FSDP2 (two gloo ranks), wrapped as verl does
+def _fsdp2_rank(rank: int, port: int, tied: bool, sequences, expected) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        model = qwen3(tied)
+        mesh = init_device_mesh("cpu", (2,))
+        # verl's apply_fsdp2: decoder layers, and embed_tokens / lm_head unless tied, then the root
+        for module in [*model.model.layers, *([] if tied else [model.model.embed_tokens, model.lm_head])]:
+            fully_shard(module, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=False)  # FSDP2's lazy init, as training would have done
+        model.reshard()
+        got = response_logprobs(model, sequences, "cpu", max_tokens_per_forward=40, max_chunk_elements=5 * 101)
+        model.reshard()
+        assert got == pytest.approx(expected, rel=1e-5), (rank, got, expected)
+        assert all(isinstance(p, DTensor) for p in model.parameters())
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["lm_head_own_fsdp_unit", "tied_in_the_root"])
+def test_fsdp2_sharded_model_scores_as_the_whole_model(tied):
+    """The pre-hook sees lm_head's gathered weight inside the forward, whether lm_head is its own FSDP2 unit
+    (untied, as verl wraps it) or part of the root (tied); scores equal the unsharded model's."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    sequences = random_sequences(5, seed=3)
+    expected = one_at_a_time(qwen3(tied), sequences)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp2_rank, args=(port, tied, sequences, expected), nprocs=2, join=True)
