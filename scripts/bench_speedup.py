@@ -42,7 +42,7 @@ from pathlib import Path
 from effopd_verl.bench import tables
 from effopd_verl.bench.arms import LEGACY_ARMS, METHODS, arms_at_factors, build_arms, parse_factor, table_order
 from effopd_verl.bench.checkpoint_scores import resolve_testbed
-from effopd_verl.bench.measures import Curve, best_vanilla_headline, summarize
+from effopd_verl.bench.measures import Curve, best_vanilla_headline, gain_noise, summarize
 from effopd_verl.bench.runs import RunSettings, Runner, run_key, sweep_lr, train_command, work_folder
 
 
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     top["effopd_vs_best_vanilla_step_ratio"] = step_ratio
     top["effopd_vs_best_vanilla_stepeq_ratio"] = stepeq_ratio
     verdicts = {f"{k:g}": v for k, v in sweep.verdicts.items()} if sweep else {}
-    text = tables.table(arms, top, lrs)
+    noise = gain_noise(curves, assets.num_rows["test"])
+    text = tables.table(arms, top, lrs) + "\n" + tables.noise_lines(noise)
     headline_text = tables.headline_table(headline)
     sweep_text = tables.sweep_table(verdicts)
     searches = tables.search_table(curves)
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                            "(step-equivalents) of any vanilla arm / of any searching EffOPD arm, per seed",
         **top,
         "best_vanilla_headline": headline,
+        "vanilla_gain_noise": noise,
         "arms": arms,
         "curves": {a: {str(s): c.to_json() for s, c in by.items()} for a, by in curves.items()},
         "table": text, "headline_table": headline_text, "sweep_table": sweep_text, "search_table": searches,

@@ -228,6 +228,30 @@ def best_vanilla_headline(curves: dict[str, dict[int, Curve]], fraction: float =
     return aggregate(step_ratios), aggregate(stepeq_ratios), details
 
 
+def gain_noise(curves: dict[str, dict[int, Curve]], n_test: int, z: float = 2.0) -> list[dict]:
+    """Is the best vanilla gain larger than the test split's own noise? One row per seed.
+
+    With p_0 = acc_0 and p* = the best vanilla accuracy, both measured on the same n_test prompts, the
+    binomial standard error of their difference is at most se = √(p_0(1−p_0)/n + p*(1−p*)/n) (the unpaired
+    bound). ``resolved`` is G* > z·se: below it every steps-to-90% ratio is a ratio of noise.
+
+    >>> c = Curve(steps=[0, 1], wall=[0.0, 1.0], acc=[0.039, 0.062])
+    >>> r = gain_noise({"vanilla_tuned": {0: c}}, n_test=512)[0]
+    >>> round(r["gain"], 3), round(r["gain_prompts"]), round(r["se"], 3), r["resolved"]
+    (0.023, 12, 0.014, False)
+    """
+    rows = []
+    vanilla = [a for a in curves if parse_arm(a).method == "vanilla"]
+    for seed in sorted({s for a in vanilla for s in curves[a]}):
+        gains = {a: max(curves[a][seed].acc) - curves[a][seed].acc[0] for a in vanilla if seed in curves[a]}
+        arm = max(gains, key=gains.get)
+        p0, p1 = curves[arm][seed].acc[0], max(curves[arm][seed].acc)
+        se = math.sqrt((p0 * (1 - p0) + p1 * (1 - p1)) / n_test)
+        rows.append({"seed": seed, "arm": arm, "gain": gains[arm], "gain_prompts": gains[arm] * n_test, "se": se,
+                     "z": z, "resolved": gains[arm] > z * se})
+    return rows
+
+
 def summarize(curves: dict[str, dict[int, Curve]]) -> tuple[dict, dict]:
     """Per arm: per-seed figures and their aggregate; top-level ratios (per seed, then aggregated)."""
     arms: dict[str, dict] = {}

@@ -53,6 +53,18 @@ def table(arms: dict, top: dict, lrs: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def noise_lines(rows: list[dict]) -> str:
+    """One line per seed (``measures.gain_noise``): the best vanilla gain against z standard errors of the test
+    split, and, where it does not clear them, that the ratios are noise at this size."""
+    out = []
+    for r in rows:
+        verdict = ("resolved" if r["resolved"] else
+                   "NOT resolved: at this size every ratio above is noise, not a measurement")
+        out.append(f"seed {r['seed']}: best vanilla gain {r['gain']:.3f} ({r['gain_prompts']:.0f} test prompts, {r['arm']}) "
+                   f"vs {r['z']:g} SE = {r['z'] * r['se']:.3f}: {verdict}")
+    return "\n".join(out)
+
+
 def headline_table(details: list[dict]) -> str:
     """Per seed: the target (90% of the best vanilla gain), the best vanilla and EffOPD arms on each axis."""
     if not details:

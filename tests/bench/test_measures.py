@@ -209,3 +209,19 @@ def test_the_published_results_are_reproduced_from_their_curves(path):
 
 def test_published_results_exist():
     assert PUBLISHED  # the parametrized test above is not vacuous
+
+
+def test_gain_noise_tells_a_demo_sized_gain_from_a_measured_one():
+    """The demo's gain (0.039 → 0.062 on 512 test prompts: 12 prompts) is inside 2 standard errors; the
+    published close-student run's (0.386 → 1.000 on 1024) is far outside them."""
+    from effopd_verl.bench import tables
+
+    demo = {"vanilla_tuned": {0: Curve(steps=[0, 6, 12], wall=[0, 1, 2], acc=[0.039, 0.050, 0.062])},
+            "effopd_tlp_under": {0: Curve(steps=[0, 6, 12], wall=[0, 1, 2], acc=[0.039, 0.070, 0.060])}}
+    (row,) = m.gain_noise(demo, n_test=512)
+    assert row["arm"] == "vanilla_tuned" and round(row["gain_prompts"]) == 12
+    assert row["se"] == pytest.approx(((0.039 * 0.961 + 0.062 * 0.938) / 512) ** 0.5)
+    assert not row["resolved"] and "NOT resolved" in tables.noise_lines([row])
+    converged = {"vanilla_under": {s: Curve(steps=[0, 64], wall=[0, 1], acc=[0.386, 1.0]) for s in (0, 1)}}
+    rows = m.gain_noise(converged, n_test=1024)
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["resolved"] for r in rows)
