@@ -60,11 +60,6 @@ def reward_scores(trainer, prompts: dict, tag: str) -> list[float]:
     trainer.agent_loop_manager.generate_sequences(batch)
     meta, _ = trainer.replay_buffer.sample(global_steps=trainer.global_steps, partition_id="val", batch_size=n)
     try:
-        if trainer.reward_loop_manager.reward_loop_worker_handles is None:
-            raise ValueError(
-                "effopd.score=reward does not support a colocated reward model: use a rule-based reward, "
-                "reward.reward_model.enable_resource_pool=true, or effopd.score=teacher_logprob"
-            )
         final = _final_output_per_session(meta.keys)
         data = tq.kv_batch_get(keys=final, partition_id=meta.partition_id, select_fields=["uid", "rm_scores"])
         per_uid: dict[str, list[float]] = defaultdict(list)
