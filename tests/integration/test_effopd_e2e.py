@@ -39,19 +39,20 @@ class Run:
         return json.loads((self.checkpoints / f"global_step_{step}" / "effopd" / "state.json").read_text())
 
 
-def effopd_train(assets, run_dir: Path, *overrides: str, steps: int = 5, ranks: int = 1, check: bool = True) -> Run:
-    """``effopd-train --config-name toy_cpu`` on the toy assets; metrics through verl's file logger."""
+def effopd_train(assets, run_dir: Path, *overrides: str, steps: int = 5, ranks: int = 1, check: bool = True,
+                 config: str = "toy_cpu", timeout: int = 600) -> Run:
+    """``effopd-train --config-name <config>`` on the assets (toy or real LM); metrics through verl's file logger."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "metrics.jsonl"
     cmd = [
-        sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu", *assets.run_overrides(),
+        sys.executable, "-m", "effopd_verl.main", "--config-name", config, *assets.run_overrides(),
         f"trainer.total_training_steps={steps}", f"trainer.n_gpus_per_node={ranks}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         "trainer.logger=[console,file]", f"hydra.run.dir={run_dir / 'hydra'}",
         *overrides,
     ]
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(log), "RAY_DEDUP_LOGS": "0"}
-    proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
