@@ -48,7 +48,7 @@ from effopd_verl.bench.runs import RunSettings, Runner, run_key, sweep_lr, train
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--testbed", default="toy", help="toy, or module:attribute naming an effopd_verl.bench Testbed")
+    p.add_argument("--testbed", default="toy", help="toy, smollm2, or module:attribute naming an effopd_verl.bench Testbed")
     p.add_argument("--assets", required=True, help="the testbed's assets folder (toy: scripts/build_toy_assets.py OUT)")
     p.add_argument("--task", default=None, help="checked against the assets (toy: add|reverse)")
     p.add_argument("--seed", type=int, action="append", help="seed (repeatable)")

@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from effopd_verl.bench.measures import LOSS, Curve, cumulative_wall, searches_from_metrics
 
-TESTBEDS = {"toy": "effopd_verl.bench.toy_testbed:TOY"}
+TESTBEDS = {"toy": "effopd_verl.bench.toy_testbed:TOY", "smollm2": "effopd_verl.lm.testbed:SMOLLM2"}
 """Testbeds by name; any other ``module:attribute`` naming a ``Testbed`` works too."""
 
 

@@ -11,25 +11,29 @@ from effopd_verl.toy.build import ToyAssets, load_assets
 
 
 class ToyScorer:
-    """Greedy exact match and teacher log-prob of a toy student on a parquet split (in process)."""
+    """Greedy exact match and teacher log-prob of a student on a parquet split (in process).
 
-    def __init__(self, assets: ToyAssets, split_file: str):
+    ``encoder``: the class that turns questions and answers into token ids as the rollout sees them
+    (default the toy's :class:`effopd_verl.toy.train.Encoder`; the real LM's ``ChatEncoder``);
+    ``threads``: torch threads while scoring."""
+
+    def __init__(self, assets: ToyAssets, split_file: str, encoder: type | None = None, threads: int = 1):
         import pandas as pd
         import torch
-        from transformers import AutoTokenizer, Qwen3ForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from effopd_verl.toy.train import Encoder, greedy_answers
 
-        torch.set_num_threads(1)  # the machine is shared: one thread was as fast as two
+        torch.set_num_threads(threads)  # the toy on a shared machine: one thread was as fast as two
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(assets.student_dir)
-        self.encoder = Encoder(self.tokenizer)
+        self.encoder = (encoder or Encoder)(self.tokenizer)
         frame = pd.read_parquet(split_file)
         self.pairs = [(r["question"], r["answer"]) for r in frame["extra_info"]]
         self.max_new = int(assets.max_response_length or 8) + 1
-        teacher = Qwen3ForCausalLM.from_pretrained(assets.teacher_dir).eval()
+        teacher = AutoModelForCausalLM.from_pretrained(assets.teacher_dir).eval()
         self.teacher_answers = [a.strip() for a in greedy_answers(teacher, self.encoder, [q for q, _ in self.pairs], self.max_new)]
-        self.model = Qwen3ForCausalLM.from_pretrained(assets.student_dir).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(assets.student_dir).eval()
         self.initial = {k: v.clone() for k, v in self.model.state_dict().items()}
 
     def load(self, state: dict | None) -> None:
@@ -50,8 +54,8 @@ class ToyScorer:
         acc = sum(r.strip() == a for r, (_, a) in zip(answers, self.pairs)) / len(self.pairs)
         total, count = 0.0, 0
         with torch.no_grad():
-            for i in range(0, len(self.pairs), 1024):
-                chunk = [(q, t) for (q, _), t in zip(self.pairs[i:i + 1024], self.teacher_answers[i:i + 1024])]
+            for i in range(0, len(self.pairs), 128):
+                chunk = [(q, t) for (q, _), t in zip(self.pairs[i:i + 128], self.teacher_answers[i:i + 128])]
                 ids, mask, labels = make_batch(self.encoder, chunk)
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
                 target = labels[:, 1:]
