@@ -119,6 +119,12 @@ class EffOPDConfig:
     copied, or written with EffOPD off) stops with an error naming the folder; true starts EffOPD afresh
     there instead (θ_anchor := the loaded weights, no search history) on purpose."""
 
+    noise_probe_repeats: int = 0
+    """A diagnostic: at each search, score θ_t this many extra times on the same prompts and log the
+    score's own call-to-call noise (``effopd/noise/*``: the spread of θ_t's mean score over the 1 + N
+    calls and the share of prompts whose score changed; :func:`effopd_verl.core.search.repeat_noise`).
+    Costs N extra scorings per search; 0 (the default) turns it off. An integer >= 0."""
+
     def __post_init__(self) -> None:
         self.enable = self._check_bool("enable", self.enable)
         self.resume_without_state = self._check_bool("resume_without_state", self.resume_without_state)
@@ -154,6 +160,7 @@ class EffOPDConfig:
         if self.backoff not in BACKOFFS:
             raise _invalid("backoff", self.backoff, f"choose one of {list(BACKOFFS)}")
         self.seed = self._check_int("seed", self.seed, minimum=0)
+        self.noise_probe_repeats = self._check_int("noise_probe_repeats", self.noise_probe_repeats, minimum=0)
         poll = self.replay_poll_seconds
         if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not math.isfinite(poll) or poll <= 0:
             raise _invalid("replay_poll_seconds", poll, "a finite number of seconds > 0, e.g. 2.0 (verl's default)")

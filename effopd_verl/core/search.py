@@ -167,6 +167,31 @@ def greedy_search(
     return SearchResult(accepted_alpha=best.alpha, history=history)
 
 
+def repeat_noise(calls: Sequence[Sequence[float]]) -> dict[str, float]:
+    """The call-to-call noise of one model's per-prompt scores, scored ``len(calls)`` times on the same prompts.
+
+    With m_j the mean score of call j and s_ij the score of prompt i in call j:
+    ``score_sd`` = std_j(m_j) (ddof=1), ``score_range`` = max_j m_j − min_j m_j, ``prompts_changed`` = the
+    share of prompts i whose s_ij is not the same in every call, ``max_prompt_diff`` = max_i (max_j s_ij −
+    min_j s_ij). All 0 for a deterministic score.
+
+        >>> repeat_noise([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]])["prompts_changed"]
+        0.25
+    """
+    if len(calls) < 2 or len({len(c) for c in calls}) != 1 or not calls[0]:
+        raise ValueError(f"need >= 2 calls of the same, non-empty prompts; got sizes {[len(c) for c in calls]}")
+    means = [_mean(c) for c in calls]
+    spreads = [max(column) - min(column) for column in zip(*calls)]
+    centre = _mean(means)
+    return {
+        "calls": float(len(calls)),
+        "score_sd": math.sqrt(sum((m - centre) ** 2 for m in means) / (len(means) - 1)),
+        "score_range": max(means) - min(means),
+        "prompts_changed": sum(1 for d in spreads if d != 0) / len(spreads),
+        "max_prompt_diff": max(spreads),
+    }
+
+
 def _stopped(best: Candidate, history: list[Candidate], outcome: str) -> SearchResult:
     """The result of a search ended by a candidate rejected uncompared: undecided if it was the first."""
     return SearchResult(accepted_alpha=best.alpha, history=history, undecided=outcome if len(history) == 2 else None)

@@ -33,7 +33,7 @@ from verl.utils.debug import marked_timer
 
 from effopd_verl.core.live_geometry import direction_geometry
 from effopd_verl.core.schedule import Search, TriggerSchedule
-from effopd_verl.core.search import UNDECIDED_CAUSES, Candidate, SearchResult, greedy_search
+from effopd_verl.core.search import UNDECIDED_CAUSES, Candidate, SearchResult, greedy_search, repeat_noise
 from effopd_verl.integration import scoring
 from effopd_verl.integration.checks import effopd_config_of
 from effopd_verl.integration.state import PluginState, effopd_folder, resume_state
@@ -115,15 +115,24 @@ class EffOPDTrainer(PPOTrainerSync):
             return all(wg.effopd_apply(alpha))
 
         prompts_left_out = None  # teacher_logprob: prompts whose teacher answer is empty
+        probe_calls: list[list[float]] = []  # effopd.noise_probe_repeats: θ_t's scores, call after call
 
-        def score(alpha: float) -> list[float]:
+        def score_once(alpha: float, repeat: int) -> list[float]:
             nonlocal replicas_awake, prompts_left_out
             if self.effopd.score == "teacher_logprob":
                 pairs, prompts_left_out = self._effopd_teacher_answers()
                 return scoring.teacher_logprob_scores(wg, pairs)
-            self.checkpoint_manager.update_weights(step)
-            replicas_awake = True
-            return scoring.reward_scores(self, self.effopd_prompts, tag=f"effopd{step}a{alpha:g}".replace(".", "d"))
+            if not replicas_awake:
+                self.checkpoint_manager.update_weights(step)
+                replicas_awake = True
+            tag = f"effopd{step}a{alpha:g}" + (f"r{repeat}" if repeat else "")
+            return scoring.reward_scores(self, self.effopd_prompts, tag=tag.replace(".", "d"))
+
+        def score(alpha: float) -> list[float]:
+            scores = score_once(alpha, 0)
+            if alpha == 0.0 and self.effopd.noise_probe_repeats:
+                probe_calls.extend([scores] + [score_once(alpha, r) for r in range(1, self.effopd.noise_probe_repeats + 1)])
+            return scores
 
         if self.effopd.fixed_alpha is not None:  # the baseline: jump without scoring
             result = _fixed_jump(self.effopd.fixed_alpha, set_candidate)
@@ -150,8 +159,13 @@ class EffOPDTrainer(PPOTrainerSync):
         print(f"[effopd] step {step}: accepted α={result.accepted_alpha:g} ({scores}{left_out}{undecided}{seconds:.1f}s)",
               flush=True)
         undecided_so_far = sum(1 for record in self.effopd_history if record.get("undecided"))
+        noise = repeat_noise(probe_calls) if probe_calls else {}
+        if noise:
+            print(f"[effopd] step {step}: θ_t scored {noise['calls']:.0f}× (effopd.noise_probe_repeats): mean score sd "
+                  f"{noise['score_sd']:.3g}, range {noise['score_range']:.3g}, {noise['prompts_changed']:.1%} of prompts changed",
+                  flush=True)
         return {**_metrics(result, direction_norm, seconds, undecided_so_far, prompts_left_out),
-                **{f"effopd/{k}": v for k, v in geometry.items()}}
+                **{f"effopd/{k}": v for k, v in geometry.items()}, **{f"effopd/noise/{k}": v for k, v in noise.items()}}
 
     def _effopd_prompt_ids(self) -> list[list[int]]:
         if not hasattr(self, "_effopd_prompt_ids_cache"):
