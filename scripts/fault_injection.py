@@ -325,8 +325,10 @@ def markdown(cases: dict[str, dict]) -> str:
             rows.append(f"| {r['case']} | {r['ranks']} | `{a['killed_on']}` | no, in {len(r['attempts'])} attempts | "
                         f"{a['tracker_after_kill']} → not resumed | | | | | |")
             continue
+        w = r.get("save_window_s_uninterrupted")
+        window = f" (window {w * 1000:.0f} ms)" if r["case"] == "save" and w is not None else ""
         rows.append(
-            f"| {r['case']} (step {r['kill_step']} of {r['steps']}) | {r['ranks']} | `{a['killed_on']}` | {r['landed']} "
+            f"| {r['case']} (step {r['kill_step']} of {r['steps']}) | {r['ranks']} | `{a['killed_on']}` | {r['landed']}{window} "
             f"| {a['tracker_after_kill']} → {r['resumed_first_step']} | {'yes' if r['decisions_equal'] else '**no**'} "
             f"| {r['max_rel_score_diff']:.1e} | {r['max_abs_weight_diff']:.1e}{'' if r['same'] else ' **over tolerance**'} "
             f"| {r['uninterrupted_wall_s']:.0f} / {r['killed_wall_s']:.0f} / {r['resumed_wall_s']:.0f} | {r['time_lost_s']:.0f} |")

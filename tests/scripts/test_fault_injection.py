@@ -99,6 +99,8 @@ def test_the_table_replaces_only_its_own_section():
     again = faults.replace_section(text + "below\n", faults.markdown({"search_r2": {**case, "decisions_equal": False}}))
     assert again.startswith("# Faults\n\nabove\n") and again.endswith("below\n") and again.count(faults.BEGIN) == 1
     assert "| **no** |" in again and "| yes |" not in again
+    saved = faults.markdown({"save_r1": {**case, "case": "save", "save_window_s_uninterrupted": 0.169}})
+    assert "| 1/1 (window 169 ms) |" in saved
 
 
 def test_a_kill_step_without_a_checkpoint_before_it_is_refused():
