@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     folders = [pm.write_checkpoint_folder(args.run, s, base_dir, names, scratch / "ckpts") for s in (early, mid, last)]
     args.out.mkdir(parents=True, exist_ok=True)
     analyze.main([str(base_dir), *map(str, folders), "--out-dir", str(args.out), "--rescale-out", str(scratch / "rescaled"),
-                  "--paper-table", str(args.out / "table1.md"), "--json", str(args.out / "geometry.json")])
+                  "--paper-table", str(args.out / "table1.md"), "--label", f"{testbed.name} OPD", "--json", str(args.out / "geometry.json")])
     geometry = json.loads((args.out / "geometry.json").read_text())
     topk = {c["step"]: c["aggregates"]["attention_and_mlp"]["alignment_with_final"] for c in geometry["checkpoints"]}
 

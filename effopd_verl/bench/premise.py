@@ -59,16 +59,16 @@ def trigger_steps(last: int, first: int = 1, growth: int = 2) -> list[int]:
 
 
 class Vectors:
-    """Dot products and norms of differences of weight states, summed over the base's parameters in fp64."""
+    """Differences of weight states (fp32) and their dot products, summed over the base's parameters in fp64."""
 
     def __init__(self, base: Mapping[str, torch.Tensor]):
         self.names = sorted(base)
 
     def diff(self, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> State:
-        return {n: a[n].double() - b[n].double() for n in self.names}
+        return {n: a[n].float() - b[n].float() for n in self.names}
 
     def dot(self, x: State, y: State) -> float:
-        return float(sum((x[n] * y[n]).sum() for n in self.names))
+        return float(sum(torch.dot(x[n].double().flatten(), y[n].double().flatten()) for n in self.names))
 
     def cosine(self, x: State, y: State) -> float:
         den = math.sqrt(self.dot(x, x) * self.dot(y, y))
@@ -91,7 +91,7 @@ def trajectory(run_dir: Path, base: State, steps: list[int], progress=print) -> 
     delta_final = vec.diff(final, base)
     alignment, step_cos, prev, prev_update = {}, [], base, None
     windows = set(trigger_steps(steps[-1]))
-    window_dirs, window_anchor = [], base
+    window_cos, window_anchor, last_window = [], base, None
     for s in steps:
         theta = load_step(run_dir, s, vec.names)
         alignment[s] = vec.cosine(vec.diff(theta, base), delta_final)
@@ -99,12 +99,13 @@ def trajectory(run_dir: Path, base: State, steps: list[int], progress=print) -> 
         if prev_update is not None:
             step_cos.append(vec.cosine(prev_update, update))
         if s in windows:
-            window_dirs.append((s, vec.diff(theta, window_anchor)))
-            window_anchor = theta
+            direction = vec.diff(theta, window_anchor)
+            if last_window is not None:
+                window_cos.append({"from_window_ending": last_window[0], "to_window_ending": s,
+                                   "cosine": vec.cosine(last_window[1], direction)})
+            last_window, window_anchor = (s, direction), theta
         prev, prev_update = theta, update
         progress(f"[premise] step {s}: cos(Δ_t, Δ_T) = {alignment[s]:.3f}")
-    window_cos = [{"from_window_ending": a, "to_window_ending": b, "cosine": vec.cosine(da, db)}
-                  for (a, da), (b, db) in zip(window_dirs, window_dirs[1:])]
     return {"alignment_cosine": {str(k): v for k, v in alignment.items()}, "step_cosines": step_cos,
             "window_cosines": window_cos, "final_update_norm": math.sqrt(vec.dot(delta_final, delta_final))}
 
@@ -125,7 +126,7 @@ def globally_rescaled(base: State, early: State, final: State) -> Iterator[tuple
     de, dt = vec.diff(early, base), vec.diff(final, base)
     scale = math.sqrt(vec.dot(dt, dt) / vec.dot(de, de))
     for n in vec.names:
-        yield n, (base[n].double() + scale * de[n]).to(base[n].dtype)
+        yield n, (base[n].double() + scale * de[n].double()).to(base[n].dtype)
 
 
 def score_state(scorer: CheckpointScorer, state: Mapping[str, torch.Tensor] | None) -> dict:

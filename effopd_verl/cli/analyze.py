@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--paper-table", metavar="PATH", type=Path,
                         help="write Markdown tables of the means next to the paper's Table 1 here")
     parser.add_argument("--out-dir", metavar="DIR", type=Path, help="write the PNGs (and geometry.json) here")
+    parser.add_argument("--label", default="toy OPD", help="the heading of our columns in --paper-table (e.g. 'SmolLM2 OPD')")
     parser.add_argument("--rescale-out", metavar="DIR", type=Path,
                         help="write each non-final CKPT's update rescaled per module to the final norm here")
     parser.add_argument("--alignment-rank", metavar="K", type=int, default=DEFAULT_ALIGNMENT_RANK,
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {json_path}")
     if args.paper_table:
         args.paper_table.parent.mkdir(parents=True, exist_ok=True)
-        args.paper_table.write_text(paper_tables(report))
+        args.paper_table.write_text(paper_tables(report, args.label))
         print(f"wrote {args.paper_table}")
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)

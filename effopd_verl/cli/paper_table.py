@@ -48,12 +48,12 @@ def paper_cell(key: str, algorithm: str) -> str:
     return ", ".join(f"{s} {v[column]:.1%}" if key in PERCENT else f"{s} {v[column]:g}" for s, v in row.items())
 
 
-def paper_tables(geo: dict) -> str:
-    """The tables for ``geo``, an ``effopd-analyze`` JSON report."""
+def paper_tables(geo: dict, label: str = "toy OPD") -> str:
+    """The tables for ``geo``, an ``effopd-analyze`` JSON report; ``label`` heads our columns."""
     ckpts = geo["checkpoints"]
     heads = [f"{c['progress']:.0%} (step {c['step']})" if c.get("progress") is not None else c["path"] for c in ckpts]
     out = ["### Attention + MLP matrices (mean over matrices, as Table 1)", "",
-           "| metric | " + " | ".join(f"toy OPD {h}" for h in heads) + " | paper OPD (Table 1) | paper RL (Table 1) |",
+           "| metric | " + " | ".join(f"{label} {h}" for h in heads) + " | paper OPD (Table 1) | paper RL (Table 1) |",
            "|---|" + "---|" * (len(heads) + 2)]
     for key, label, f in METRICS:
         vals = [c["aggregates"]["attention_and_mlp"].get(key) for c in ckpts]
