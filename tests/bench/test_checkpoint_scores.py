@@ -19,8 +19,9 @@ from effopd_verl.bench.toy_testbed import TOY
 def test_resolve_testbed():
     assert resolve_testbed("toy") is TOY and isinstance(TOY, checkpoint_scores.Testbed) and TOY.config_name == "toy_cpu"
     assert resolve_testbed("effopd_verl.bench.toy_testbed:TOY") is TOY
-    with pytest.raises(ValueError, match="expected one of \\['toy'\\] or module:attribute"):
-        resolve_testbed("smollm2")
+    assert resolve_testbed("smollm2").config_name == "smollm2_cpu"
+    with pytest.raises(ValueError, match="expected one of \\['smollm2', 'toy'\\] or module:attribute"):
+        resolve_testbed("smollm3")
     with pytest.raises(ValueError, match="cannot load no_such_module:X"):
         resolve_testbed("no_such_module:X")
     with pytest.raises(ValueError, match="lacks name, config_name, load_assets or scorer"):
