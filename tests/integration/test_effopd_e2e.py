@@ -27,6 +27,9 @@ UNDER_STEPPED = [
     "actor_rollout_ref.actor.optim.lr=1e-5",
 ]
 REWARD_REGIME = [*UNDER_STEPPED[:2], "actor_rollout_ref.actor.optim.lr=1e-4"]  # see conftest.close_student_assets
+# the resume test's run (conftest.teacher_logprob_run): checkpoints at steps 2, 4 and the last
+TEACHER_LOGPROB = [*UNDER_STEPPED, "effopd.enable=true", "effopd.score=teacher_logprob", "effopd.val_size=32",
+                   f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "trainer.save_freq=2"]
 
 
 @dataclass
@@ -107,10 +110,17 @@ def assert_search_log(run: Run, final_step: int) -> None:
 
 
 def assert_rollout_holds_the_actor_weights(run: Run) -> None:
-    """verl compares the rollout's log-probs with the actor's every step: after an accepted search the next
-    step's rollout must hold the accepted weights (pushed by verl's on_step_end)."""
+    """verl compares the hf rollout's log-probs of the sampled tokens with the actor's every step, both in fp32
+    (``rollout.calculate_log_probs=true``): a push that loaded anything but the actor's weights shows as a large
+    diff. After an accepted search the next step's rollout must hold the accepted weights (pushed by verl's
+    on_step_end), and every step's push carried a real update (a finite, non-zero grad norm). On 2 ranks (the
+    reward test) this is also the check of verl's CPU-backend push to 2 rollout replicas, which plain OPD on 2
+    ranks (tests/cpu/test_cpu_e2e_opd.py) made in a run of its own before."""
     for m in run.steps:
-        assert m["training/rollout_probs_diff_max"] < 1e-4, (m["training/global_step"], m["training/rollout_probs_diff_max"])
+        step = m["training/global_step"]
+        assert m["training/rollout_probs_diff_valid"] == 1.0, step
+        assert m["training/rollout_probs_diff_max"] < 1e-4, (step, m["training/rollout_probs_diff_max"])
+        assert 0.0 < m["actor/grad_norm"] < float("inf"), (step, m["actor/grad_norm"])
 
 
 @pytest.mark.slow
@@ -121,6 +131,7 @@ def test_reward_search_on_two_ranks(close_student_assets, tmp_path):
         "effopd.enable=true", "effopd.score=reward", f"effopd.val_files={assets.val_file}",
         f"effopd.alphas=[2,8,{HUGE_ALPHA:g}]", "trainer.save_freq=4", ranks=2,
     )
+    assert [int(m["training/global_step"]) for m in run.steps] == [1, 2, 3, 4, 5]
     assert_search_log(run, final_step=5)
     assert_rollout_holds_the_actor_weights(run)
     # after the search of step 4 every rank's anchor is its shard of the accepted point, and the shards split
@@ -137,16 +148,14 @@ def test_reward_search_on_two_ranks(close_student_assets, tmp_path):
 
 
 @pytest.mark.slow
-def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets, tmp_path):
-    settings = [*UNDER_STEPPED, "effopd.enable=true", "effopd.score=teacher_logprob", "effopd.val_size=32",
-                f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "trainer.save_freq=2"]
-    whole = effopd_train(toy_assets, tmp_path / "whole", *settings)
+def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets, teacher_logprob_run, tmp_path):
+    whole = teacher_logprob_run  # conftest.py: TEACHER_LOGPROB, 5 steps, shared with test_faults.py
     assert_search_log(whole, final_step=5)
     assert_rollout_holds_the_actor_weights(whole)
 
     # a new run resumed from the checkpoint the uninterrupted run saved after the trigger of step 2 (verl's
     # resume_path; the same files a run stopped there leaves, without a third trainer start)
-    resumed = effopd_train(toy_assets, tmp_path / "resumed", *settings, "trainer.resume_mode=resume_path",
+    resumed = effopd_train(toy_assets, tmp_path / "resumed", *TEACHER_LOGPROB, "trainer.resume_mode=resume_path",
                            f"trainer.resume_from_path={whole.checkpoints / 'global_step_2'}")
     assert min(int(m["training/global_step"]) for m in resumed.steps) == 3
     assert sorted(searches(resumed)) == [4]
