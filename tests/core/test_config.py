@@ -12,7 +12,7 @@ def test_defaults_are_the_papers():
     assert cfg.val_size == 50 and cfg.val_files is None
     assert cfg.score == "reward" and cfg.anchor_device == "cpu"
     assert (cfg.first_trigger, cfg.growth) == (1, 2)
-    assert cfg.min_improvement == 0.0 and cfg.min_improvement_se == 0.0
+    assert cfg.min_improvement == 0.0 and cfg.min_improvement_se == 2.0
 
 
 @pytest.mark.parametrize(
