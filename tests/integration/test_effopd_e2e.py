@@ -28,8 +28,10 @@ UNDER_STEPPED = [
 ]
 REWARD_REGIME = [*UNDER_STEPPED[:2], "actor_rollout_ref.actor.optim.lr=1e-4"]  # see conftest.close_student_assets
 # the resume test's run (conftest.teacher_logprob_run): checkpoints at steps 2, 4 and the last
+# the paper's acceptance rule (min_improvement_se=0): with 32 validation prompts the default rule (2 standard errors)
+# accepted nothing in this 5-step run, and the resume must carry an accepted anchor
 TEACHER_LOGPROB = [*UNDER_STEPPED, "effopd.enable=true", "effopd.score=teacher_logprob", "effopd.val_size=32",
-                   f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "trainer.save_freq=2"]
+                   f"effopd.alphas=[2,{HUGE_ALPHA:g}]", "effopd.min_improvement_se=0", "trainer.save_freq=2"]
 
 
 @dataclass
