@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from effopd_verl.core.search import greedy_search
+from effopd_verl.core.search import IMPROVED, greedy_search, judge
 
 #: The paper's rule: any strict improvement of the mean score.
 PAPER_RULE = (0.0, 0.0)
@@ -139,7 +139,7 @@ def replay(candidates: Sequence[LoggedCandidate], min_improvement: float, min_im
     each logged comparison is against the previous candidate, and the stricter rule stops no later."""
     accepted = 0.0
     for c in candidates:
-        if not (c.gain > min_improvement and (min_improvement_se <= 0 or c.gain > min_improvement_se * c.se)):
+        if judge(c.gain, c.se, min_improvement, min_improvement_se) != IMPROVED:
             break
         accepted = c.alpha
     return accepted

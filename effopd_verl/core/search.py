@@ -154,17 +154,25 @@ def greedy_search(
             record(Candidate(alpha, mean, False, elapsed, NAN_SCORE, per_prompt=scores))
             return _stopped(best, history, NAN_SCORE)
         gain, se = paired_improvement(scores, best.per_prompt)
-        if not gain > min_improvement:
-            outcome = NOT_BETTER
-        elif min_improvement_se > 0 and not gain > min_improvement_se * se:
-            outcome = NOT_SIGNIFICANT
-        else:
-            outcome = IMPROVED
+        outcome = judge(gain, se, min_improvement, min_improvement_se)
         candidate = record(Candidate(alpha, mean, outcome == IMPROVED, elapsed, outcome, gain, se, scores))
         if not candidate.accepted:
             break
         best = candidate
     return SearchResult(accepted_alpha=best.alpha, history=history)
+
+
+def judge(gain: float, se: float, min_improvement: float, min_improvement_se: float) -> str:
+    """The acceptance rule on one paired comparison: IMPROVED, NOT_BETTER or NOT_SIGNIFICANT.
+
+        >>> judge(0.02, 0.015, 0.0, 0.0), judge(0.02, 0.015, 0.0, 2.0), judge(0.0, 0.0, 0.0, 0.0)
+        ('improved', 'not_significant', 'not_better')
+    """
+    if not gain > min_improvement:
+        return NOT_BETTER
+    if min_improvement_se > 0 and not gain > min_improvement_se * se:
+        return NOT_SIGNIFICANT
+    return IMPROVED
 
 
 def repeat_noise(calls: Sequence[Sequence[float]]) -> dict[str, float]:
