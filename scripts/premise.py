@@ -50,17 +50,15 @@ def main(argv=None) -> None:
     if early not in steps or mid not in steps:
         raise SystemExit(f"steps {early} and {mid} are needed; the run saved {steps}")
     base = {n: t.clone() for n, t in open_weights(base_dir).items()}
-    names = sorted(base)
 
-    traj = pm.trajectory(args.run, base, steps)
-    folders = [pm.write_checkpoint_folder(args.run, s, base_dir, names, scratch / "ckpts") for s in (early, mid, last)]
+    traj, states = pm.trajectory(args.run, base, steps, keep=(early, mid, last))
+    folders = [pm.write_checkpoint_folder(states[s], s, base_dir, scratch / "ckpts") for s in (early, mid, last)]
     args.out.mkdir(parents=True, exist_ok=True)
     analyze.main([str(base_dir), *map(str, folders), "--out-dir", str(args.out), "--rescale-out", str(scratch / "rescaled"),
                   "--paper-table", str(args.out / "table1.md"), "--label", f"{testbed.name} OPD", "--json", str(args.out / "geometry.json")])
     geometry = json.loads((args.out / "geometry.json").read_text())
     topk = {c["step"]: c["aggregates"]["attention_and_mlp"]["alignment_with_final"] for c in geometry["checkpoints"]}
 
-    states = {s: pm.load_step(args.run, s, names) for s in (early, mid, last)}
     for s in (early, mid):
         folder = scratch / "global_rescaled" / f"step_{s}"
         if not (folder / "config.json").exists():

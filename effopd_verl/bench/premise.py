@@ -84,16 +84,20 @@ def load_step(run_dir: Path, step: int, names: list[str]) -> State:
     return {n: state[n] for n in names}
 
 
-def trajectory(run_dir: Path, base: State, steps: list[int], progress=print) -> dict:
-    """The cosines of the module docstring, streaming over the checkpoints (three held at a time)."""
+def trajectory(run_dir: Path, base: State, steps: list[int], keep: tuple[int, ...] = (), progress=print) -> tuple[dict, dict[int, State]]:
+    """The cosines of the module docstring, streaming over the checkpoints (three held at a time), and the
+    states of the steps in ``keep`` (read once, for the caller)."""
     vec = Vectors(base)
     final = load_step(run_dir, steps[-1], vec.names)
     delta_final = vec.diff(final, base)
     alignment, step_cos, prev, prev_update = {}, [], base, None
     windows = set(trigger_steps(steps[-1]))
     window_cos, window_anchor, last_window = [], base, None
+    kept = {steps[-1]: final} if steps[-1] in keep else {}
     for s in steps:
-        theta = load_step(run_dir, s, vec.names)
+        theta = final if s == steps[-1] else load_step(run_dir, s, vec.names)
+        if s in keep:
+            kept[s] = theta
         alignment[s] = vec.cosine(vec.diff(theta, base), delta_final)
         update = vec.diff(theta, prev)
         if prev_update is not None:
@@ -107,15 +111,14 @@ def trajectory(run_dir: Path, base: State, steps: list[int], progress=print) -> 
         prev, prev_update = theta, update
         progress(f"[premise] step {s}: cos(Δ_t, Δ_T) = {alignment[s]:.3f}")
     return {"alignment_cosine": {str(k): v for k, v in alignment.items()}, "step_cosines": step_cos,
-            "window_cosines": window_cos, "final_update_norm": math.sqrt(vec.dot(delta_final, delta_final))}
+            "window_cosines": window_cos, "final_update_norm": math.sqrt(vec.dot(delta_final, delta_final))}, kept
 
 
-def write_checkpoint_folder(run_dir: Path, step: int, base_dir: Path, names: list[str], out: Path) -> Path:
+def write_checkpoint_folder(state: State, step: int, base_dir: Path, out: Path) -> Path:
     """θ_step as an HF folder ``out/global_step_<step>`` (the base's config and tokenizer), for effopd-analyze."""
     folder = out / f"global_step_{step}"
     if not (folder / "config.json").exists():
-        state = load_step(run_dir, step, names)
-        write_safetensors_folder(folder, ((n, state[n].contiguous()) for n in names))
+        write_safetensors_folder(folder, ((n, t.contiguous()) for n, t in state.items()))
         copy_model_files(base_dir, folder)
     return folder
 

@@ -20,7 +20,9 @@ def test_a_straight_path_is_aligned_and_a_zigzag_is_not(tmp_path):
     direction = {"a": torch.tensor([1.0, 2.0, 0.0]), "b": torch.tensor([[0.0, 1.0], [1.0, 0.0]])}
     straight = [{k: (t * v) for k, v in direction.items()} for t in range(1, 9)]
     save_run(tmp_path / "straight", straight)
-    out = pm.trajectory(tmp_path / "straight", base, pm.checkpoint_steps(tmp_path / "straight"), progress=lambda _: None)
+    out, kept = pm.trajectory(tmp_path / "straight", base, pm.checkpoint_steps(tmp_path / "straight"), keep=(2, 8),
+                              progress=lambda _: None)
+    assert sorted(kept) == [2, 8] and torch.equal(kept[2]["a"], straight[1]["a"]) and "lm_head.weight" not in kept[8]
     assert all(v == pytest.approx(1.0) for v in out["alignment_cosine"].values())
     assert out["step_cosines"] == pytest.approx([1.0] * 7)
     assert [(w["from_window_ending"], w["to_window_ending"]) for w in out["window_cosines"]] == [(1, 2), (2, 4), (4, 8)]
@@ -34,7 +36,7 @@ def test_a_straight_path_is_aligned_and_a_zigzag_is_not(tmp_path):
         theta = {n: theta[n] + step[n] for n in theta}
         zigzag.append(theta)
     save_run(tmp_path / "zigzag", zigzag)
-    out = pm.trajectory(tmp_path / "zigzag", base, pm.checkpoint_steps(tmp_path / "zigzag"), progress=lambda _: None)
+    out, _ = pm.trajectory(tmp_path / "zigzag", base, pm.checkpoint_steps(tmp_path / "zigzag"), progress=lambda _: None)
     assert out["step_cosines"] == pytest.approx([0.0] * 7, abs=1e-12)
     assert out["alignment_cosine"]["1"] == pytest.approx(1 / math.sqrt(2))
     assert out["window_cosines"][0]["cosine"] == pytest.approx(0.0, abs=1e-12)  # d = e1, then e2
