@@ -125,17 +125,36 @@ def assert_rollout_holds_the_actor_weights(run: Run) -> None:
         assert 0.0 < m["actor/grad_norm"] < float("inf"), (step, m["actor/grad_norm"])
 
 
+def assert_greedy_rollout_is_repeatable(run: Run) -> None:
+    """``effopd.noise_probe_repeats=2``: θ_t is scored 3× through verl's agent loop at each search and
+    ``effopd/noise/*`` is logged. On the ``hf`` backend greedy decoding of a fixed θ on fixed prompts gave the same
+    answers call after call, on 1 rank and on 2 replicas (``docs/results/acceptance_noise.md``); this holds the
+    backend to that, so a change that makes the reward score noisy on CPU (or a probe that scores something other
+    than θ_t, or one that adds a candidate) fails here."""
+    for step, m in searches(run).items():
+        assert m["effopd/noise/calls"] == 3, step
+        assert m["effopd/noise/score_sd"] == 0 and m["effopd/noise/prompts_changed"] == 0, (step, m)
+        assert m["effopd/noise/max_prompt_diff"] == 0 and m["effopd/noise/score_range"] == 0, (step, m)
+        assert f"[effopd] step {step}: θ_t scored 3× (effopd.noise_probe_repeats)" in run.stdout
+    history = {s["step"]: s for s in run.state(max(searches(run)))["history"]}
+    for step, m in searches(run).items():  # the probe's calls are neither candidates nor counted as such
+        scored = [c for c in history[step]["candidates"] if c["outcome"] != "base"]
+        assert m["effopd/candidates_scored"] == len(scored) >= 1, (step, history[step])
+
+
 @pytest.mark.slow
 def test_reward_search_on_two_ranks(close_student_assets, tmp_path):
     assets = close_student_assets
     run = effopd_train(
         assets, tmp_path / "run", *REWARD_REGIME,
         "effopd.enable=true", "effopd.score=reward", f"effopd.val_files={assets.val_file}",
-        f"effopd.alphas=[2,8,{HUGE_ALPHA:g}]", "trainer.save_freq=4", ranks=2,
+        f"effopd.alphas=[2,8,{HUGE_ALPHA:g}]", "effopd.min_improvement_se=0", "effopd.noise_probe_repeats=2",
+        "trainer.save_freq=4", ranks=2,
     )
     assert [int(m["training/global_step"]) for m in run.steps] == [1, 2, 3, 4, 5]
     assert_search_log(run, final_step=5)
     assert_rollout_holds_the_actor_weights(run)
+    assert_greedy_rollout_is_repeatable(run)
     # after the search of step 4 every rank's anchor is its shard of the accepted point, and the shards split
     # each matrix between the ranks (nothing gathered, nothing replicated)
     for rank in range(2):
