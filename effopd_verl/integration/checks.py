@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 
 from effopd_verl.core.config import EffOPDConfig
+from effopd_verl.integration.state import check_resume, resumed_step_folder
 from effopd_verl.integration.verl_version import require_supported_verl
 
 
@@ -52,6 +53,10 @@ def check_run_config(config: DictConfig) -> EffOPDConfig:
     check_model_for_effopd(config, effopd)
     if effopd.val_files is not None:
         check_val_files(effopd.val_files, prompt_key=config.data.get("prompt_key", "prompt"))
+    step_folder = resumed_step_folder(config.trainer)
+    if step_folder is not None:  # a lost or damaged EffOPD state stops the run here, not after the models load
+        ranks = config.trainer.n_gpus_per_node * config.trainer.nnodes
+        check_resume(step_folder, ranks, without_state=effopd.resume_without_state)
     return effopd
 
 

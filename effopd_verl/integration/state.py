@@ -29,6 +29,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
 from effopd_verl.core.extrapolation import NamedTensors, ShardedExtrapolation
 
 STATE_VERSION = 1
@@ -137,6 +139,10 @@ def _missing_shard(folder: str, path: str, world_size: int, saved_world_size: in
     )
 
 
+def _damaged_fix(folder: str) -> str:
+    return f"Restore the file from a backup, resume from another checkpoint ({EARLIER_CHECKPOINT}), or {_start_afresh(folder)}"
+
+
 def read_anchor(folder: str, rank: int, world_size: int, saved_world_size: int) -> dict[str, torch.Tensor]:
     """Rank ``rank``'s anchor shard, checked whole (checksum); ``saved_world_size`` is what ``state.json`` records.
 
@@ -146,9 +152,7 @@ def read_anchor(folder: str, rank: int, world_size: int, saved_world_size: int) 
     path = anchor_file(folder, rank, world_size)
     if not os.path.isfile(path):
         raise _missing_shard(folder, path, world_size, saved_world_size)
-    damaged = (
-        f"Restore the file from a backup, resume from another checkpoint ({EARLIER_CHECKPOINT}), or {_start_afresh(folder)}"
-    )
+    damaged = _damaged_fix(folder)
     try:
         tensors = load_file(path)
         with safe_open(path, framework="pt") as f:  # the header's metadata; load_file drops it
@@ -257,3 +261,40 @@ def resume_state(step_folder: str, world_size: int, without_state: bool) -> Plug
             f"same trainer.n_gpus_per_node × trainer.nnodes, or {_start_afresh(folder)}"
         )
     return state
+
+
+def resumed_step_folder(trainer: Mapping[str, Any]) -> str | None:
+    """The ``global_step_N`` folder verl 0.9.1's trainer resumes from under the ``trainer:`` settings, as its
+    ``_load_checkpoint`` picks it (v1/trainer_base.py:850): none with ``resume_mode=disable`` or with ``auto`` and
+    no tracker file in ``default_local_dir``; relative paths are taken from the working directory."""
+    mode = trainer.get("resume_mode")
+    if mode == "auto":
+        folder = find_latest_ckpt_path(os.path.abspath(trainer["default_local_dir"]))
+    elif mode == "resume_path":
+        folder = trainer.get("resume_from_path")
+    else:
+        return None
+    return os.path.abspath(folder) if isinstance(folder, str) else None
+
+
+def check_resume(step_folder: str, world_size: int, without_state: bool) -> None:
+    """The EffOPD state a run resumes from, checked on the driver before Ray starts: :func:`resume_state` (the
+    ``effopd/`` folder, ``state.json``, the rank count) and every anchor shard this node sees opened whole (its
+    header and length: a truncated file fails here; the CRC-32 of the tensors is checked by each worker as it
+    loads its shard). Shards this node does not see are left to the workers (each node may hold its ranks' own).
+    A step folder this node does not see at all is verl's to report."""
+    if not os.path.isdir(step_folder):
+        return
+    state = resume_state(step_folder, world_size, without_state)
+    if state is None:
+        return
+    folder = effopd_folder(step_folder)
+    for rank in range(world_size):
+        path = anchor_file(folder, rank, world_size)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointStateError(f"{path} is truncated or corrupted ({err}). {_damaged_fix(folder)}") from err

@@ -28,7 +28,6 @@ import time
 import ray
 from verl.trainer.ppo.utils import Role, create_rl_dataset
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
 from effopd_verl.core.live_geometry import direction_geometry
@@ -36,7 +35,7 @@ from effopd_verl.core.schedule import Search, TriggerSchedule
 from effopd_verl.core.search import UNDECIDED_CAUSES, Candidate, SearchResult, greedy_search, repeat_noise
 from effopd_verl.integration import scoring
 from effopd_verl.integration.checks import effopd_config_of
-from effopd_verl.integration.state import PluginState, effopd_folder, resume_state
+from effopd_verl.integration.state import PluginState, effopd_folder, resume_state, resumed_step_folder
 from effopd_verl.integration.worker import EffOPDActorRolloutRefWorker
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class EffOPDTrainer(PPOTrainerSync):
         info = self.actor_rollout_wg.effopd_init(self.effopd.to_dict())[0]  # θ_anchor := θ on every rank
         logger.info(f"EffOPD extrapolates {len(info['matched_names'])} parameters: {info['matched_names'][:4]} …")
         if self.global_steps > 0:
-            self._effopd_resume(self._resumed_step_folder())
+            self._effopd_resume(resumed_step_folder(self.config.trainer))  # the folder verl just loaded
 
     # ------------------------------------------------------------------ the search
     def step(self, metrics, timing_raw):
@@ -225,16 +224,6 @@ class EffOPDTrainer(PPOTrainerSync):
         self.effopd_history = state.history
         self.effopd_teacher_answers = state.teacher_responses
         logger.info(f"EffOPD resumed from {folder}: {len(state.history)} searches, next at step {state.next_trigger}")
-
-    def _resumed_step_folder(self) -> str:
-        """The ``global_step_N`` folder verl's ``_load_checkpoint`` just loaded (it does not keep the path)."""
-        trainer = self.config.trainer
-        if trainer.resume_mode == "resume_path":
-            folder = trainer.resume_from_path
-        else:
-            folder = find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
-        return os.path.abspath(folder)
-
 
 def _searches(history: list[dict]) -> list[Search]:
     """The (step, accepted α) of every search so far: what the schedule's back-off reads."""

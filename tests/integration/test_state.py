@@ -21,10 +21,12 @@ from effopd_verl.integration.state import (
     CheckpointWriteError,
     PluginState,
     anchor_file,
+    check_resume,
     effopd_folder,
     load_anchor,
     read_anchor,
     resume_state,
+    resumed_step_folder,
     save_anchor,
     write_durably,
 )
@@ -144,6 +146,45 @@ def test_resume_without_state_is_a_validated_setting():
     assert EffOPDConfig.from_mapping({"resume_without_state": True}).resume_without_state is True
     with pytest.raises(ValueError, match="effopd.resume_without_state='yes' is invalid: true or false"):
         EffOPDConfig(resume_without_state="yes")
+
+
+# ---------------------------------------------------------------- the driver's check before Ray starts
+def test_the_resumed_folder_is_the_one_verl_picks(tmp_path, monkeypatch):
+    """verl 0.9.1's _load_checkpoint: disable → none; auto → the tracker's step, none without a tracker;
+    resume_path → the path, relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt" / "global_step_4").mkdir(parents=True)
+    auto = {"resume_mode": "auto", "default_local_dir": "ckpt"}
+    assert resumed_step_folder(auto) is None
+    (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").write_text("4")
+    assert resumed_step_folder(auto) == str(tmp_path / "ckpt" / "global_step_4")
+    assert resumed_step_folder({**auto, "resume_mode": "disable"}) is None
+    path = {"resume_mode": "resume_path", "resume_from_path": "ckpt/global_step_2", "default_local_dir": "x"}
+    assert resumed_step_folder(path) == str(tmp_path / "ckpt" / "global_step_2")
+
+
+def test_the_driver_refuses_a_truncated_shard_it_sees_and_leaves_unseen_ones_to_the_workers(tmp_path):
+    folder, _ = saved_shard(tmp_path, world_size=2, rank=0)
+    PluginState(world_size=2, next_trigger=4).write(folder)
+    step = os.path.dirname(folder)
+    check_resume(step, world_size=2, without_state=False)  # rank 1's shard is on another node's disk: not ours
+    path = anchor_file(folder, 0, 2)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 7)
+    with pytest.raises(CheckpointStateError, match="truncated or corrupted") as err:
+        check_resume(step, world_size=2, without_state=False)
+    assert path in str(err.value) and FRESH in str(err.value)
+    with pytest.raises(CheckpointStateError, match="written by 2 actor ranks, this run has 1"):
+        check_resume(step, world_size=1, without_state=False)
+
+
+def test_the_driver_refuses_a_lost_state_unless_asked_to_start_afresh(tmp_path):
+    step = tmp_path / "global_step_3"
+    (step / "actor").mkdir(parents=True)
+    with pytest.raises(CheckpointStateError, match="does not exist"):
+        check_resume(str(step), world_size=1, without_state=False)
+    check_resume(str(step), world_size=1, without_state=True)
+    check_resume(str(tmp_path / "global_step_9"), world_size=1, without_state=False)  # not seen here: verl's to report
 
 
 # ---------------------------------------------------------------- anchor shards

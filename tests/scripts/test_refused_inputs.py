@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from safetensors.torch import save_file
 from test_launch_ray_cluster import sandbox  # noqa: F401 - the fixture: a stand-in ray and hostname
 
 from effopd_verl.core.config import EffOPDConfig
 from effopd_verl.integration import verl_version
+from effopd_verl.integration.state import PluginState
 from effopd_verl.integration.checks import check_run_config
 from effopd_verl.plugin import refuse_effopd_enabled
 
@@ -87,7 +90,16 @@ def _given_files(given: str, folder: Path) -> None:
     for name, columns in re.findall(r"(\S+) is a parquet file with columns ([\w, ]+)", given):
         pd.DataFrame({c.strip(): ["x"] for c in columns.split(",")}).to_parquet(folder / name)
     for name in re.findall(r"(\S+) is a text file", given):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("not parquet\n")
+    for name in re.findall(r"(\S+) is a checkpoint folder without effopd/", given):
+        (folder / name / "actor").mkdir(parents=True)
+    for name, ranks in re.findall(r"(\S+_world_size_(\d+)_rank_0\.safetensors) is a shard cut short", given):
+        shard = folder / name  # with the state.json of those ranks
+        PluginState(world_size=int(ranks), next_trigger=4).write(str(shard.parent))
+        save_file({"w": torch.zeros(64)}, str(shard))
+        with open(shard, "r+b") as f:
+            f.truncate(shard.stat().st_size - 7)
 
 
 def _effopd_train(row: Row, tmp_path: Path, monkeypatch) -> str:
@@ -132,7 +144,7 @@ def _launch_script(row: Row, box) -> str:
 KNOWN_GIVEN = re.compile(
     r"|verl \S+ installed|Ray \S+ installed|this machine has no private IPv4 address|no Ray token on this node"
     r"|(\w+=\S* in the environment)(, \w+=\S* in the environment)*"
-    r"|(\S+ is a (parquet file with columns [\w, ]+|text file))"
+    r"|(\S+ is a (parquet file with columns [\w, ]+|text file|checkpoint folder without effopd/|shard cut short))"
 )
 
 
