@@ -11,6 +11,8 @@ candidate is better (``effopd_verl.bench.noise``), and replays every logged sear
         --run reward=runs/noise_speedup/add_s16_b128_e2ad2f8c/effopd_reward_under_lr3e-05_seed0 \\
         --run teacher_logprob=runs/noise_speedup/add_s16_b128_e2ad2f8c/effopd_tlp_under_lr3e-05_seed0 \\
         --json docs/results/acceptance_noise.json --png docs/results/acceptance_noise.png
+    python scripts/bench_acceptance_noise.py --replot docs/results/acceptance_noise.json \
+        --png docs/results/acceptance_noise.png      # the plot again, from a JSON this script wrote
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from effopd_verl.core.config import SCORES, EffOPDConfig
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--assets", required=True, help="the toy assets the runs trained on (scripts/build_toy_assets.py OUT)")
-    p.add_argument("--run", action="append", required=True, metavar="SCORE=DIR", help="a finished run folder and its effopd.score")
+    p.add_argument("--replot", default=None, metavar="JSON", help="only draw --png from this script's JSON")
+    p.add_argument("--assets", required="--replot" not in (argv if argv is not None else sys.argv), help="the toy assets the runs trained on (scripts/build_toy_assets.py OUT)")
+    p.add_argument("--run", action="append", default=[], metavar="SCORE=DIR", help="a finished run folder and its effopd.score")
     p.add_argument("--split", default="test", choices=["test", "val"], help="held-out split the models are scored on")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 128], help="validation prompts n of the simulated searches")
     p.add_argument("--searches", type=int, default=1000, help="simulated searches per rule and n")
@@ -35,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
     args = p.parse_args(argv)
+    if args.replot and not args.png:
+        p.error("--replot needs --png")
+    if not args.replot and not args.run:
+        p.error("give at least one --run SCORE=DIR (or --replot JSON --png PNG)")
     args.runs = {}
     for spec in args.run:
         score, sep, folder = spec.partition("=")
@@ -46,6 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        plot(saved["scores"], args.png, saved["target"])
+        return 0
     from effopd_verl.bench import noise
     from effopd_verl.bench.toy_testbed import ToyScorer
     from effopd_verl.toy.build import load_assets
