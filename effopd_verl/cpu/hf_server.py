@@ -69,11 +69,13 @@ def resolve_request(prompt_ids: list[int], sampling_params: dict[str, Any], conf
 
 
 def seed_tag(replica_rank: int, request_id: str) -> str:
-    """The :attr:`Request.seed_tag` of a call: the replica rank (so replicas serving copies of one prompt
-    draw different samples), plus the request id when it is one of verl's deterministic ids
-    (``det-<sample index>``, sent under ``rollout.full_determinism``), which then fixes each sample's
-    stream whatever the order of arrival; other ids (random uuids) are left out."""
-    return f"{replica_rank}/{request_id if request_id.startswith('det-') else ''}"
+    """The :attr:`Request.seed_tag` of a call. verl's deterministic ids (``det-<sample index>``, unique in the
+    batch, sent under ``rollout.full_determinism``) are the whole tag: each sample keeps its stream whatever
+    replica serves it and in whatever order, so a run on several replicas repeats itself (and a resumed run
+    repeats the uninterrupted one) although verl's load balancer routes requests by load. Other ids (random
+    uuids) are left out and the replica rank is the tag, so replicas serving copies of one prompt draw different
+    samples."""
+    return request_id if request_id.startswith("det-") else f"{replica_rank}/"
 
 
 def _load_engine(model_config: HFModelConfig, dtype: torch.dtype, seed: int) -> HFEngine:

@@ -143,9 +143,9 @@ def test_samples_follow_the_step_of_the_push_not_the_pushes_before(tiny_model_di
 
 
 def test_server_seeds_from_the_config_and_verls_deterministic_request_ids(tiny_model_dir):
-    def server(seed: int) -> HFRolloutServer:
+    def server(seed: int, replica_rank: int = 0) -> HFRolloutServer:
         config = RolloutConfig(name="hf", prompt_length=32, response_length=16, tensor_model_parallel_size=1, seed=seed)
-        return HFRolloutServer(config=config, model_config=HFModelConfig(path=str(tiny_model_dir)), replica_rank=0)
+        return HFRolloutServer(config=config, model_config=HFModelConfig(path=str(tiny_model_dir)), replica_rank=replica_rank)
 
     def generate(srv: HFRolloutServer, request_ids: list[str]) -> dict[str, list[int]]:
         params = {"temperature": 1.0, "ignore_eos": True}
@@ -161,3 +161,8 @@ def test_server_seeds_from_the_config_and_verls_deterministic_request_ids(tiny_m
     assert generate(server(0), ids[::-1]) == forward  # each sample keeps its stream whatever the arrival order
     assert len({tuple(t) for t in forward.values()}) == len(ids)
     assert generate(server(1), ids) != forward
+    # another replica serves a deterministic id as this one does: verl's load balancer may route it anywhere
+    other = server(0, replica_rank=1)
+    assert generate(other, ids[3:]) == {i: forward[i] for i in ids[3:]}
+    # random ids: the replica rank separates the streams of copies of one prompt
+    assert generate(server(0), ["a", "b"])["a"] != generate(other, ["c", "d"])["c"]
