@@ -27,7 +27,7 @@ from effopd_verl.core.config import SCORES, EffOPDConfig
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replot", default=None, metavar="JSON", help="only draw --png from this script's JSON")
-    p.add_argument("--assets", required="--replot" not in (argv if argv is not None else sys.argv), help="the toy assets the runs trained on (scripts/build_toy_assets.py OUT)")
+    p.add_argument("--assets", default=None, help="the toy assets the runs trained on (scripts/build_toy_assets.py OUT)")
     p.add_argument("--run", action="append", default=[], metavar="SCORE=DIR", help="a finished run folder and its effopd.score")
     p.add_argument("--split", default="test", choices=["test", "val"], help="held-out split the models are scored on")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 128], help="validation prompts n of the simulated searches")
@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.replot and not args.png:
         p.error("--replot needs --png")
+    if not args.replot and not args.assets:
+        p.error("--assets is required (or --replot JSON --png PNG)")
     if not args.replot and not args.run:
         p.error("give at least one --run SCORE=DIR (or --replot JSON --png PNG)")
     args.runs = {}

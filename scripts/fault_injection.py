@@ -67,13 +67,18 @@ SETTINGS = [  # the e2e resume test's under-stepped regime; several α so that a
 # deterministic request ids make each sample's stream independent of the replica serving it (hf_server.seed_tag).
 # Without them two identical uninterrupted 2-rank runs already differ at step 1 (measured: 4 vs 5 of 64 rewards).
 SEVERAL_RANKS = ["actor_rollout_ref.rollout.full_determinism=true"]
+
+
+def settings(ranks: int) -> list[str]:
+    """The overrides every run on ``ranks`` ranks shares (the cached uninterrupted run is keyed on them)."""
+    return SETTINGS + (SEVERAL_RANKS if ranks > 1 else [])
+
 BEGIN, END = "<!-- fault_injection: begin (scripts/fault_injection.py --md) -->", "<!-- fault_injection: end -->"
 
 
 def train_command(assets, run_dir: Path, steps: int, ranks: int) -> list[str]:
     return [sys.executable, "-m", "effopd_verl.main", "--config-name", "toy_cpu", *assets.run_overrides(),
-            f"trainer.total_training_steps={steps}", f"trainer.n_gpus_per_node={ranks}", *SETTINGS,
-            *(SEVERAL_RANKS if ranks > 1 else []),
+            f"trainer.total_training_steps={steps}", f"trainer.n_gpus_per_node={ranks}", *settings(ranks),
             f"trainer.default_local_dir={run_dir / 'checkpoints'}", f"hydra.run.dir={run_dir / 'hydra'}"]
 
 
@@ -310,7 +315,7 @@ def fault_case(args, assets, work: Path) -> dict:
                           shards(checkpoints, args.steps, args.ranks))
     killed_wall = attempts[-1]["killed_wall_s"]
     return {
-        "case": args.case, "ranks": args.ranks, "steps": args.steps, "kill_step": step, "settings": SETTINGS + (SEVERAL_RANKS if args.ranks > 1 else []),
+        "case": args.case, "ranks": args.ranks, "steps": args.steps, "kill_step": step, "settings": settings(args.ranks),
         "attempts": attempts, "landed": f"{sum(a['in_window'] for a in attempts)}/{len(attempts)}",
         "save_window_s_uninterrupted": ref["save_windows_s"].get(str(step), ref["save_windows_s"].get(step)),
         "resumed_first_step": min(read_metrics(run_dir / "resumed.jsonl"), default=None),

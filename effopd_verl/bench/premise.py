@@ -22,7 +22,6 @@ and the paper's Table 1 geometry of Δ_e, Δ_{T/2}, Δ_T through ``effopd-analyz
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 
 from effopd_verl.bench.checkpoint_scores import CheckpointScorer, load_checkpoint_state
-from effopd_verl.core.weight_files import copy_model_files, open_weights, write_safetensors_folder
+from effopd_verl.core.weight_files import copy_model_files, write_safetensors_folder
 
 State = dict[str, torch.Tensor]
 

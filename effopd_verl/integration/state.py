@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
 from effopd_verl.core.extrapolation import NamedTensors, ShardedExtrapolation
@@ -143,6 +142,10 @@ def _damaged_fix(folder: str) -> str:
     return f"Restore the file from a backup, resume from another checkpoint ({EARLIER_CHECKPOINT}), or {_start_afresh(folder)}"
 
 
+def _unreadable_shard(path: str, folder: str, err: Exception) -> CheckpointStateError:
+    return CheckpointStateError(f"{path} is truncated or corrupted ({err}). {_damaged_fix(folder)}")
+
+
 def read_anchor(folder: str, rank: int, world_size: int, saved_world_size: int) -> dict[str, torch.Tensor]:
     """Rank ``rank``'s anchor shard, checked whole (checksum); ``saved_world_size`` is what ``state.json`` records.
 
@@ -152,15 +155,14 @@ def read_anchor(folder: str, rank: int, world_size: int, saved_world_size: int) 
     path = anchor_file(folder, rank, world_size)
     if not os.path.isfile(path):
         raise _missing_shard(folder, path, world_size, saved_world_size)
-    damaged = _damaged_fix(folder)
     try:
         tensors = load_file(path)
         with safe_open(path, framework="pt") as f:  # the header's metadata; load_file drops it
             expected = (f.metadata() or {}).get(CHECKSUM_KEY)
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointStateError(f"{path} is truncated or corrupted ({err}). {damaged}") from err
+        raise _unreadable_shard(path, folder, err) from err
     if expected is not None and expected != _checksum(tensors):
-        raise CheckpointStateError(f"{path} is corrupted: its tensors fail their CRC-32 check. {damaged}")
+        raise CheckpointStateError(f"{path} is corrupted: its tensors fail their CRC-32 check. {_damaged_fix(folder)}")
     return tensors
 
 
@@ -297,4 +299,4 @@ def check_resume(step_folder: str, world_size: int, without_state: bool) -> None
             with safe_open(path, framework="pt"):
                 pass
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointStateError(f"{path} is truncated or corrupted ({err}). {_damaged_fix(folder)}") from err
+            raise _unreadable_shard(path, folder, err) from err

@@ -225,6 +225,7 @@ class EffOPDTrainer(PPOTrainerSync):
         self.effopd_teacher_answers = state.teacher_responses
         logger.info(f"EffOPD resumed from {folder}: {len(state.history)} searches, next at step {state.next_trigger}")
 
+
 def _searches(history: list[dict]) -> list[Search]:
     """The (step, accepted α) of every search so far: what the schedule's back-off reads."""
     return [(record["step"], record["accepted_alpha"]) for record in history]

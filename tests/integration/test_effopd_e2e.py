@@ -131,14 +131,14 @@ def assert_greedy_rollout_is_repeatable(run: Run) -> None:
     answers call after call, on 1 rank and on 2 replicas (``docs/results/acceptance_noise.md``); this holds the
     backend to that, so a change that makes the reward score noisy on CPU (or a probe that scores something other
     than θ_t, or one that adds a candidate) fails here."""
-    for step, m in searches(run).items():
+    found = searches(run)
+    history = {s["step"]: s for s in run.state(max(found))["history"]}
+    for step, m in found.items():
         assert m["effopd/noise/calls"] == 3, step
         assert m["effopd/noise/score_sd"] == 0 and m["effopd/noise/prompts_changed"] == 0, (step, m)
         assert m["effopd/noise/max_prompt_diff"] == 0 and m["effopd/noise/score_range"] == 0, (step, m)
         assert f"[effopd] step {step}: θ_t scored 3× (effopd.noise_probe_repeats)" in run.stdout
-    history = {s["step"]: s for s in run.state(max(searches(run)))["history"]}
-    for step, m in searches(run).items():  # the probe's calls are neither candidates nor counted as such
-        scored = [c for c in history[step]["candidates"] if c["outcome"] != "base"]
+        scored = [c for c in history[step]["candidates"] if c["outcome"] != "base"]  # the probe's calls are not candidates
         assert m["effopd/candidates_scored"] == len(scored) >= 1, (step, history[step])
 
 

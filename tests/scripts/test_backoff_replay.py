@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 from effopd_verl.bench.measures import Curve
 from effopd_verl.core.schedule import TriggerSchedule
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "docs" / "results" / "speedup_reverse_topk.json"
-_spec = importlib.util.spec_from_file_location("backoff_replay", ROOT / "scripts" / "backoff_replay.py")
-replay_script = importlib.util.module_from_spec(_spec)
-sys.modules["backoff_replay"] = replay_script
-_spec.loader.exec_module(replay_script)
+replay_script = load_script("backoff_replay")
 
 
 def curve(accepted: dict[int, float], seconds: float = 1.0) -> Curve:

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "docs" / "results" / "acceptance_noise.json"
-_spec = importlib.util.spec_from_file_location("bench_acceptance_noise", ROOT / "scripts" / "bench_acceptance_noise.py")
-noise_script = importlib.util.module_from_spec(_spec)
-sys.modules["bench_acceptance_noise"] = noise_script
-_spec.loader.exec_module(noise_script)
+noise_script = load_script("bench_acceptance_noise")
 
 
 def test_replot_draws_the_png_from_the_recorded_json(tmp_path):

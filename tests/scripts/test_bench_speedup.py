@@ -5,7 +5,6 @@ known). The effopd-train runs themselves are the slow e2e tests' job; the figure
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_module import load_script
 from transformers import Qwen3ForCausalLM
 
 from effopd_verl.bench.arms import parse_arm
@@ -22,10 +22,7 @@ from effopd_verl.bench.toy_testbed import TOY
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bench_speedup.py"
-_spec = importlib.util.spec_from_file_location("bench_speedup", SCRIPT)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_speedup"] = bench
-_spec.loader.exec_module(bench)
+bench = load_script("bench_speedup")
 
 STEPS, BATCH = 2, 4
 SETTINGS = RunSettings(STEPS, BATCH, 128, STEPS)

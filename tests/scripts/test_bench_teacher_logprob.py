@@ -3,19 +3,15 @@ equal the unchunked ones (two fresh processes each)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("bench_teacher_logprob", ROOT / "scripts" / "bench_teacher_logprob.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_teacher_logprob"] = bench
-_spec.loader.exec_module(bench)
+bench = load_script("bench_teacher_logprob")
 
 
 def test_tiny_run_writes_every_field_and_chunked_equals_unchunked(tmp_path, capsys):

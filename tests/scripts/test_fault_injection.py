@@ -5,18 +5,14 @@ The kills themselves are not tests (each case is three trainer starts): their ou
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fault_injection", ROOT / "scripts" / "fault_injection.py")
-faults = importlib.util.module_from_spec(_spec)
-sys.modules["fault_injection"] = faults
-_spec.loader.exec_module(faults)
+faults = load_script("fault_injection")
 
 
 def history(alpha: float = 2.0, score: float = -1.0, outcome: str = "improved") -> list[dict]:

@@ -4,7 +4,6 @@ section that raises is recorded and the others still run; its accuracy checks re
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -12,21 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
 SECTIONS = ["extrapolation", "extrapolation_bandwidth", "fsdp2", "teacher_logprob"]
 NO_GPU = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 # The GPU machine has PyTorch only: the script runs here with these packages made unimportable.
@@ -86,7 +77,7 @@ def test_without_cuda_it_stops_with_status_2(tmp_path):
 
 
 def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
-    gpu_check = load_script()
+    gpu_check = load_script("gpu_check")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this test is about the CPU path
 
     def broken(ctx, checks):
@@ -105,7 +96,7 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
 
 
 def test_the_extrapolation_accuracy_check_rejects_math_in_bf16():
-    gpu_check = load_script()
+    gpu_check = load_script("gpu_check")
     gen = torch.Generator().manual_seed(0)
     anchor = (0.02 * torch.randn(4096, generator=gen)).bfloat16()
     theta_t = (anchor.float() + 1e-3 * torch.randn(4096, generator=gen)).bfloat16()
@@ -117,7 +108,7 @@ def test_the_extrapolation_accuracy_check_rejects_math_in_bf16():
 
 
 def test_the_logprob_bound_rejects_a_bf16_reduction():
-    gpu_check = load_script()
+    gpu_check = load_script("gpu_check")
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(64, 256, generator=gen).bfloat16()
     weight = (0.05 * torch.randn(2000, 256, generator=gen)).bfloat16()
@@ -131,7 +122,7 @@ def test_the_logprob_bound_rejects_a_bf16_reduction():
 
 
 def test_bitwise_equal_sees_what_torch_equal_does_not():
-    gpu_check = load_script()
+    gpu_check = load_script("gpu_check")
     assert torch.equal(torch.tensor([0.0]), torch.tensor([-0.0]))
     assert not gpu_check.bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
     assert gpu_check.bitwise_equal(torch.tensor([float("nan")]), torch.tensor([float("nan")]))

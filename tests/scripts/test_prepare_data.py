@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,14 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
 
-_spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-prepare_data = importlib.util.module_from_spec(_spec)
-sys.modules["prepare_data"] = prepare_data
-_spec.loader.exec_module(prepare_data)
+prepare_data = load_script("prepare_data")
 
 # GSM8K as the dataset has it: a worked solution whose last line is "#### <number>"
 GSM8K_ROWS = [

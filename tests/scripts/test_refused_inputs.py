@@ -20,8 +20,8 @@ from test_launch_ray_cluster import sandbox  # noqa: F401 - the fixture: a stand
 
 from effopd_verl.core.config import EffOPDConfig
 from effopd_verl.integration import verl_version
-from effopd_verl.integration.state import PluginState
 from effopd_verl.integration.checks import check_run_config
+from effopd_verl.integration.state import PluginState
 from effopd_verl.plugin import refuse_effopd_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
