@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from effopd_verl.bench.arms import Arm
+from effopd_verl.bench.arms import Arm, parse_arm
 from effopd_verl.bench.checkpoint_scores import Assets, CheckpointScorer, Testbed, score_run
 from effopd_verl.bench.measures import Curve, pick_tuned_lr, sweep_verdict
 
@@ -100,11 +100,17 @@ def run_key(cmd: list[str]) -> str:
     return hashlib.sha256(json.dumps(cmd[1:]).encode()).hexdigest()[:16]
 
 
+def run_is_cached(run_dir: Path, cmd: list[str]) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``cmd``."""
+    done = run_dir / "DONE"
+    return done.exists() and done.read_text().strip() == run_key(cmd)
+
+
 def run_training(tag: str, run_dir: Path, cmd: list[str], steps: int) -> dict[int, dict]:
     """Run ``cmd`` in ``run_dir`` unless a finished run of the same command is there; verl's metrics by step."""
     key = run_key(cmd)
     done = run_dir / "DONE"
-    if done.exists() and done.read_text().strip() == key:
+    if run_is_cached(run_dir, cmd):
         print(f"[bench] {tag}: cached ({run_dir})", flush=True)
         return read_metrics(run_dir / "metrics.jsonl")
     if run_dir.exists():
@@ -139,6 +145,38 @@ def run_training(tag: str, run_dir: Path, cmd: list[str], steps: int) -> dict[in
     return read_metrics(run_dir / "metrics.jsonl")
 
 
+@dataclass(frozen=True)
+class EarlierVanilla:
+    """The vanilla curves of an earlier benchmark's JSON (``--json``) of the same setup, by (lr, seed): a vanilla
+    arm whose run is not under the work folder is taken from there instead of being re-run (its run folder may be
+    gone; a vanilla run does not depend on any ``effopd.*`` setting, so later EffOPD changes leave it valid)."""
+
+    path: str
+    curves: dict[tuple[str, int], Curve]
+    """(lr formatted ``%g``, seed) → the test curve."""
+
+    @classmethod
+    def load(cls, path: str, testbed: str, task: str, settings: RunSettings) -> "EarlierVanilla":
+        try:
+            d = json.loads(Path(path).read_text())
+            want = {"testbed": testbed, "task": task, "steps": settings.steps, "batch_prompts": settings.batch,
+                    "overrides": list(settings.overrides)}
+            have = {**d, "testbed": d.get("testbed", "toy")}  # the toy's early JSONs predate the key
+            differ = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+            curves = {}
+            for name, by_seed in d["curves"].items():
+                arm = parse_arm(name)
+                if arm.method == "vanilla":
+                    for seed, c in by_seed.items():
+                        curves[(f"{d['lr'][arm.rate]:g}", int(seed))] = Curve.from_json(c)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"--vanilla-curves-from {path}: not a benchmark JSON written by --json ({e!r})") from None
+        if differ:
+            raise ValueError(f"--vanilla-curves-from {path}: another setup ({'; '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())}); "
+                             f"its vanilla runs are not this benchmark's: drop the option or match the setup")
+        return cls(path, curves)
+
+
 @dataclass
 class Runner:
     """Trains and scores runs of one benchmark (one testbed, assets, settings and work folder)."""
@@ -149,6 +187,10 @@ class Runner:
     work: Path
     scorers: dict[str, CheckpointScorer]
     """Split name → scorer: ``test`` (every checkpoint) and ``val`` (the sweep's)."""
+    earlier: EarlierVanilla | None = None
+    """Vanilla curves to take instead of training a vanilla arm whose run is not cached."""
+    taken_from_earlier: dict[str, list[int]] = field(default_factory=dict)
+    """Arm name → the seeds whose curve came from ``earlier``."""
 
     def run(self, tag: str, lr: float, seed: int, extra: list[str], every_step: tuple[str, ...] = ("test",)) -> dict[str, Curve]:
         """One run, trained (or cached) and scored on every split."""
@@ -158,8 +200,14 @@ class Runner:
         return score_run(tag, self.work / tag, metrics, self.scorers, self.settings.keep_checkpoints, every_step)
 
     def run_arm(self, arm: Arm, lr: float, seed: int, alphas: list[float] | None) -> Curve:
-        """An arm's run at ``lr`` and ``seed``: its test curve."""
-        return self.run(arm.run_tag(lr, seed, alphas), lr, seed, arm.hydra_overrides(alphas))["test"]
+        """An arm's run at ``lr`` and ``seed``: its test curve (a vanilla arm not cached: from ``earlier`` if it has it)."""
+        tag, extra = arm.run_tag(lr, seed, alphas), arm.hydra_overrides(alphas)
+        earlier = self.earlier.curves.get((f"{lr:g}", seed)) if self.earlier and arm.method == "vanilla" else None
+        if earlier and not run_is_cached(self.work / tag, train_command(self.testbed, self.assets, self.settings, lr, seed, extra)):
+            print(f"[bench] {tag}: not under {self.work}; its curve is taken from {self.earlier.path}", flush=True)
+            self.taken_from_earlier.setdefault(arm.name, []).append(seed)
+            return earlier
+        return self.run(tag, lr, seed, extra)["test"]
 
 
 @dataclass
