@@ -18,11 +18,15 @@ from test_effopd_e2e import effopd_train, searches  # noqa: E402  (the launcher 
 
 
 @pytest.mark.slow
-def test_teacher_logprob_searches_on_the_real_lm(lm_quick_assets, tmp_path):
+@pytest.mark.parametrize("ranks", [2])
+def test_teacher_logprob_searches_on_the_real_lm(lm_quick_assets, tmp_path, ranks):
+    """On 2 FSDP2 ranks, 4 prompts each (each rank holds half of every sharded weight and extrapolates it; two
+    rollout replicas take the jumped weights). One rank runs in every benchmark (docs/results/speedup_smollm2.md)."""
     run = effopd_train(lm_quick_assets, tmp_path / "run", "effopd.enable=true", "effopd.score=teacher_logprob",
-                       "effopd.val_size=8", "effopd.alphas=[2,8]", "data.train_batch_size=4",
-                       "actor_rollout_ref.actor.ppo_mini_batch_size=4", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
-                       steps=2, config="smollm2_cpu", timeout=1200)
+                       "effopd.val_size=8", "effopd.alphas=[2,8]", f"data.train_batch_size={4 * ranks}",
+                       f"actor_rollout_ref.actor.ppo_mini_batch_size={4 * ranks}",
+                       "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+                       steps=2, ranks=ranks, config="smollm2_cpu", timeout=1200)
     assert [int(m["training/global_step"]) for m in run.steps] == [1, 2]
     found = searches(run)
     assert sorted(found) == [1, 2]
