@@ -138,7 +138,7 @@ def dry_run(args, assets, work: Path, earlier: EarlierVanilla | None) -> None:
             tag = arm.run_tag(lr, seed, args.alphas)
             cmd = train_command(args.testbed, assets, args.settings, lr, seed, arm.hydra_overrides(args.alphas))
             state = "cached" if run_is_cached(work / tag, cmd) else "to run"
-            if state == "to run" and earlier and arm.method == "vanilla" and (f"{lr:g}", seed) in earlier.curves:
+            if state == "to run" and earlier and earlier.curve(arm, lr, seed):
                 state = f"from {earlier.path}"
             print(f"[bench]   {arm.name} seed {seed}: lr {lr:g}, {work / tag} ({state})")
 

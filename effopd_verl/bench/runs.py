@@ -156,7 +156,7 @@ class EarlierVanilla:
     """(lr formatted ``%g``, seed) → the test curve."""
 
     @classmethod
-    def load(cls, path: str, testbed: str, task: str, settings: RunSettings) -> "EarlierVanilla":
+    def load(cls, path: str, testbed: str, task: str, settings: RunSettings) -> EarlierVanilla:
         try:
             d = json.loads(Path(path).read_text())
             want = {"testbed": testbed, "task": task, "steps": settings.steps, "batch_prompts": settings.batch,
@@ -175,6 +175,11 @@ class EarlierVanilla:
             raise ValueError(f"--vanilla-curves-from {path}: another setup ({'; '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())}); "
                              f"its vanilla runs are not this benchmark's: drop the option or match the setup")
         return cls(path, curves)
+
+    def curve(self, arm: Arm, lr: float, seed: int) -> Curve | None:
+        """The earlier curve of ``arm`` at ``lr`` and ``seed``: vanilla arms only (an EffOPD run depends on settings the
+        JSON does not record)."""
+        return self.curves.get((f"{lr:g}", seed)) if arm.method == "vanilla" else None
 
 
 @dataclass
@@ -202,7 +207,7 @@ class Runner:
     def run_arm(self, arm: Arm, lr: float, seed: int, alphas: list[float] | None) -> Curve:
         """An arm's run at ``lr`` and ``seed``: its test curve (a vanilla arm not cached: from ``earlier`` if it has it)."""
         tag, extra = arm.run_tag(lr, seed, alphas), arm.hydra_overrides(alphas)
-        earlier = self.earlier.curves.get((f"{lr:g}", seed)) if self.earlier and arm.method == "vanilla" else None
+        earlier = self.earlier.curve(arm, lr, seed) if self.earlier else None
         if earlier and not run_is_cached(self.work / tag, train_command(self.testbed, self.assets, self.settings, lr, seed, extra)):
             print(f"[bench] {tag}: not under {self.work}; its curve is taken from {self.earlier.path}", flush=True)
             self.taken_from_earlier.setdefault(arm.name, []).append(seed)
