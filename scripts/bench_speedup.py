@@ -27,8 +27,8 @@ until some lr is unstable. Measurement, figures and the headline against the bes
 (64 steps × 256 prompts by default: ~14 min per run on 2 idle cores, up to 20 when shared; ``--quick`` is the
 demo's size.) Runs are cached under --work (a finished run is reused when its command line is unchanged);
 ``--dry-run`` lists the arms, their lrs and run folders (cached or not) and trains nothing.
-``--vanilla-curves-from`` an earlier ``--json`` of the same setup takes the vanilla curves whose run folders are
-gone from it (matched by lr and seed) instead of re-running them; the JSON records which (``vanilla_curves_from``).
+``--curves-from`` an earlier ``--json`` of the same setup takes the curves whose run folders are gone from it
+(the same run: overrides, lr and seed) instead of re-running them; the JSON records which (``curves_from``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from effopd_verl.bench import tables
 from effopd_verl.bench.arms import LEGACY_ARMS, METHODS, arms_at_factors, build_arms, parse_factor, table_order
 from effopd_verl.bench.checkpoint_scores import resolve_testbed
 from effopd_verl.bench.measures import Curve, best_vanilla_headline, gain_noise, summarize
-from effopd_verl.bench.runs import EarlierVanilla, RunSettings, Runner, run_is_cached, sweep_lr, train_command, work_folder
+from effopd_verl.bench.runs import EarlierCurves, RunSettings, Runner, run_is_cached, sweep_lr, train_command, work_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,9 +84,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
     p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
     p.add_argument("--keep-checkpoints", action="store_true")
-    p.add_argument("--vanilla-curves-from", metavar="JSON",
-                   help="an earlier --json of the same setup (testbed, task, steps, batch, overrides): a vanilla arm whose "
-                        "run is not under --work takes its curve from there (matched by lr and seed) instead of re-running")
+    p.add_argument("--curves-from", metavar="JSON",
+                   help="an earlier --json of the same setup (testbed, task, assets, steps, batch, overrides): an arm whose "
+                        "run is not under --work takes its curve from there (the same run overrides, lr and seed; EffOPD "
+                        "arms also the same --val-size) instead of re-running")
     p.add_argument("--runs-only", action="store_true",
                    help="train and score the arms (cached), no summary: to run arms as parallel processes, then summarize")
     p.add_argument("--dry-run", action="store_true", help="list the arms, lrs and run folders (cached or not); train nothing")
@@ -123,9 +124,9 @@ def arm_lrs(args, tuned: float) -> dict[str, float]:
     return lrs
 
 
-def dry_run(args, assets, work: Path, earlier: EarlierVanilla | None) -> None:
+def dry_run(args, assets, work: Path, earlier: EarlierCurves | None) -> None:
     """The plan: each arm's lr and run folder per seed, and whether a finished run of that command is cached (or,
-    for a vanilla arm, in the earlier JSON)."""
+    in the earlier JSON)."""
     tuned = args.tuned_lr
     print(f"[bench] dry run: tuned lr {'%g' % tuned if tuned else 'from the sweep over ' + str(args.sweep_lrs)}")
     for arm in args.arm_set:
@@ -138,9 +139,14 @@ def dry_run(args, assets, work: Path, earlier: EarlierVanilla | None) -> None:
             tag = arm.run_tag(lr, seed, args.alphas)
             cmd = train_command(args.testbed, assets, args.settings, lr, seed, arm.hydra_overrides(args.alphas))
             state = "cached" if run_is_cached(work / tag, cmd) else "to run"
-            if state == "to run" and earlier and earlier.curve(arm, lr, seed):
+            if state == "to run" and earlier and earlier.curve(arm, lr, seed, args.alphas):
                 state = f"from {earlier.path}"
             print(f"[bench]   {arm.name} seed {seed}: lr {lr:g}, {work / tag} ({state})")
+
+
+def assets_record(assets) -> dict:
+    """What the JSON records of the assets (and what ``--curves-from`` checks)."""
+    return {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,8 +163,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{assets.student_accuracy:.3f}, teacher {assets.teacher_accuracy:.3f}); seeds {seeds}; {args.steps} steps × "
           f"{args.batch} prompts; arms {[a.name for a in args.arm_set]}; work {work}", flush=True)
     try:
-        earlier = (EarlierVanilla.load(args.vanilla_curves_from, testbed.name, assets.task, settings)
-                   if args.vanilla_curves_from else None)
+        earlier = (EarlierCurves.load(args.curves_from, testbed.name, assets.task, assets_record(assets), settings)
+                   if args.curves_from else None)
     except ValueError as e:
         raise SystemExit(f"[bench] {e}") from None
     if args.dry_run:
@@ -205,10 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + "\n\n".join(t for t in (text, headline_text, sweep_text, searches) if t) + "\n", flush=True)
     result = {
         "testbed": testbed.name, "task": assets.task,
-        "assets": {k: getattr(assets, k) for k in ("task", "seed", "quick", "teacher_accuracy", "student_accuracy", "num_rows")},
+        "assets": assets_record(assets),
         "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override,
         "arm_overrides": args.arm_override,
-        "vanilla_curves_from": {"json": earlier.path, "arms": runner.taken_from_earlier} if runner.taken_from_earlier else None,
+        "curves_from": {"json": earlier.path, "arms": runner.taken_from_earlier} if runner.taken_from_earlier else None,
         "effopd_alphas": args.alphas or "default (2, 4, 6, 8, 10)", "effopd_val_size": args.val_size,
         "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
         "sweep_val_acc": {lr: v["val_acc_final"] for lr, v in verdicts.items()},

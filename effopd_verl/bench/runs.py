@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from effopd_verl.bench.arms import Arm, parse_arm
+from effopd_verl.bench.arms import Arm, build_arms
 from effopd_verl.bench.checkpoint_scores import Assets, CheckpointScorer, Testbed, score_run
 from effopd_verl.bench.measures import Curve, pick_tuned_lr, sweep_verdict
 
@@ -146,40 +146,45 @@ def run_training(tag: str, run_dir: Path, cmd: list[str], steps: int) -> dict[in
 
 
 @dataclass(frozen=True)
-class EarlierVanilla:
-    """The vanilla curves of an earlier benchmark's JSON (``--json``) of the same setup, by (lr, seed): a vanilla
-    arm whose run is not under the work folder is taken from there instead of being re-run (its run folder may be
-    gone; a vanilla run does not depend on any ``effopd.*`` setting, so later EffOPD changes leave it valid)."""
+class EarlierCurves:
+    """The curves of an earlier benchmark's JSON (``--json``) of the same setup (testbed, task, assets, steps, batch,
+    overrides): an arm whose run is not under the work folder takes its curve from there instead of being re-run
+    (its run folder may be gone). A curve serves the runs with the same run overrides, lr and seed: a vanilla curve
+    any vanilla arm at that lr (a vanilla run depends on no ``effopd.*`` setting); an EffOPD curve the arm with the
+    same method, α grid and per-arm overrides, when the EffOPD validation size matches too. An EffOPD curve is
+    only as current as the plugin that made it: re-run it after a change to the search."""
 
     path: str
-    curves: dict[tuple[str, int], Curve]
-    """(lr formatted ``%g``, seed) → the test curve."""
+    curves: dict[tuple[tuple[str, ...], str, int], Curve]
+    """(run overrides, lr formatted ``%g``, seed) → the test curve."""
 
     @classmethod
-    def load(cls, path: str, testbed: str, task: str, settings: RunSettings) -> EarlierVanilla:
+    def load(cls, path: str, testbed: str, task: str, assets: dict, settings: RunSettings) -> EarlierCurves:
         try:
             d = json.loads(Path(path).read_text())
-            want = {"testbed": testbed, "task": task, "steps": settings.steps, "batch_prompts": settings.batch,
-                    "overrides": list(settings.overrides)}
+            want = {"testbed": testbed, "task": task, "assets": assets, "steps": settings.steps,
+                    "batch_prompts": settings.batch, "overrides": list(settings.overrides)}
             have = {**d, "testbed": d.get("testbed", "toy")}  # the toy's early JSONs predate the key
             differ = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+            alphas = d["effopd_alphas"] if isinstance(d["effopd_alphas"], list) else None
+            same_val = d["effopd_val_size"] == settings.val_size
+            arms = {a.name: a for a in build_arms(list(d["curves"]), d.get("arm_overrides") or [])}
             curves = {}
             for name, by_seed in d["curves"].items():
-                arm = parse_arm(name)
-                if arm.method == "vanilla":
+                arm = arms[name]
+                if arm.method == "vanilla" or same_val:
                     for seed, c in by_seed.items():
-                        curves[(f"{d['lr'][arm.rate]:g}", int(seed))] = Curve.from_json(c)
+                        curves[(tuple(arm.hydra_overrides(alphas)), f"{d['lr'][arm.rate]:g}", int(seed))] = Curve.from_json(c)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"--vanilla-curves-from {path}: not a benchmark JSON written by --json ({e!r})") from None
+            raise ValueError(f"--curves-from {path}: not a benchmark JSON written by --json ({e!r})") from None
         if differ:
-            raise ValueError(f"--vanilla-curves-from {path}: another setup ({'; '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())}); "
-                             f"its vanilla runs are not this benchmark's: drop the option or match the setup")
+            raise ValueError(f"--curves-from {path}: another setup ({'; '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())}); "
+                             f"its runs are not this benchmark's: drop the option or match the setup")
         return cls(path, curves)
 
-    def curve(self, arm: Arm, lr: float, seed: int) -> Curve | None:
-        """The earlier curve of ``arm`` at ``lr`` and ``seed``: vanilla arms only (an EffOPD run depends on settings the
-        JSON does not record)."""
-        return self.curves.get((f"{lr:g}", seed)) if arm.method == "vanilla" else None
+    def curve(self, arm: Arm, lr: float, seed: int, alphas: list[float] | None) -> Curve | None:
+        """The earlier curve of ``arm``'s run at ``lr`` and ``seed`` (with the α grid ``alphas``), if there is one."""
+        return self.curves.get((tuple(arm.hydra_overrides(alphas)), f"{lr:g}", seed))
 
 
 @dataclass
@@ -192,8 +197,8 @@ class Runner:
     work: Path
     scorers: dict[str, CheckpointScorer]
     """Split name → scorer: ``test`` (every checkpoint) and ``val`` (the sweep's)."""
-    earlier: EarlierVanilla | None = None
-    """Vanilla curves to take instead of training a vanilla arm whose run is not cached."""
+    earlier: EarlierCurves | None = None
+    """Curves to take instead of training an arm whose run is not cached."""
     taken_from_earlier: dict[str, list[int]] = field(default_factory=dict)
     """Arm name → the seeds whose curve came from ``earlier``."""
 
@@ -205,9 +210,9 @@ class Runner:
         return score_run(tag, self.work / tag, metrics, self.scorers, self.settings.keep_checkpoints, every_step)
 
     def run_arm(self, arm: Arm, lr: float, seed: int, alphas: list[float] | None) -> Curve:
-        """An arm's run at ``lr`` and ``seed``: its test curve (a vanilla arm not cached: from ``earlier`` if it has it)."""
+        """An arm's run at ``lr`` and ``seed``: its test curve (not cached: from ``earlier`` if it has it)."""
         tag, extra = arm.run_tag(lr, seed, alphas), arm.hydra_overrides(alphas)
-        earlier = self.earlier.curve(arm, lr, seed) if self.earlier else None
+        earlier = self.earlier.curve(arm, lr, seed, alphas) if self.earlier else None
         if earlier and not run_is_cached(self.work / tag, train_command(self.testbed, self.assets, self.settings, lr, seed, extra)):
             print(f"[bench] {tag}: not under {self.work}; its curve is taken from {self.earlier.path}", flush=True)
             self.taken_from_earlier.setdefault(arm.name, []).append(seed)

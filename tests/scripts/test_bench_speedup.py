@@ -131,18 +131,29 @@ def test_a_benchmark_over_finished_runs(toy_assets, tmp_path, capsys):
     assert f"`effopd_tlp_x3-e4={variant[0]}`" in page and "python scripts/bench_speedup.py --assets" in page
     assert (out / "b.png").stat().st_size > 10_000
 
-    # the run folder of vanilla_x3 is gone: --vanilla-curves-from takes its curve from that JSON (not re-run), and the
-    # headline is the same; the JSON says which curve came from where
+    # the run folders of vanilla_x3 and of the EffOPD variant are gone: --curves-from takes their curves from that
+    # JSON (not re-run; the variant's by its own overrides), and the headline is the same; the JSON says which curve
+    # came from where
     shutil.rmtree(work / "vanilla_lr0.0009_seed0")
-    again = ["--tuned-lr", "3e-4", "--vanilla-curves-from", str(out / "b.json"), "--json", str(out / "c.json")]
+    shutil.rmtree(work / "effopd_tlp_x3-e4_lr0.0009_seed0")
+    again = ["--tuned-lr", "3e-4", "--curves-from", str(out / "b.json"), "--json", str(out / "c.json")]
     bench.main([*argv, *again, "--dry-run"])
-    assert f"{work / 'vanilla_lr0.0009_seed0'} (from {out / 'b.json'})" in capsys.readouterr().out
+    plan = capsys.readouterr().out
+    assert f"{work / 'vanilla_lr0.0009_seed0'} (from {out / 'b.json'})" in plan
+    assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (from {out / 'b.json'})" in plan
+    # an EffOPD curve serves only the same run: another variant override or another validation size is re-run
+    other = [a.replace("trigger_every=4", "trigger_every=2") for a in argv]
+    bench.main([*other, *again, "--dry-run"])
+    assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (to run)" in capsys.readouterr().out
+    bench.main([*argv, *again, "--val-size", "3", "--dry-run"])
+    plan = capsys.readouterr().out
+    assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (to run)" in plan and f"{work / 'vanilla_lr0.0009_seed0'} (from" in plan
     bench.main([*argv, *again])
     printed = capsys.readouterr().out
     assert "trained in" not in printed and "its curve is taken from" in printed
     c = json.loads((out / "c.json").read_text())
-    assert c["vanilla_curves_from"] == {"json": str(out / "b.json"), "arms": {"vanilla_x3": [0]}}
-    assert c["curves"]["vanilla_x3"] == r["curves"]["vanilla_x3"] and c["best_vanilla_headline"] == r["best_vanilla_headline"]
+    assert c["curves_from"] == {"json": str(out / "b.json"), "arms": {"vanilla_x3": [0], "effopd_tlp_x3-e4": [0]}}
+    assert c["curves"] == r["curves"] and c["best_vanilla_headline"] == r["best_vanilla_headline"]
     # another setup's JSON is refused before any work
     with pytest.raises(SystemExit, match=r"another setup \(steps: 2 there, 3 here\)"):
         bench.main([*argv, *again, "--steps", "3"])
