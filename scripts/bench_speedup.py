@@ -45,7 +45,8 @@ from effopd_verl.bench import tables
 from effopd_verl.bench.arms import LEGACY_ARMS, METHODS, arms_at_factors, build_arms, parse_factor, table_order
 from effopd_verl.bench.checkpoint_scores import resolve_testbed
 from effopd_verl.bench.measures import Curve, best_vanilla_headline, gain_noise, summarize
-from effopd_verl.bench.runs import EarlierCurves, RunSettings, Runner, run_is_cached, sweep_lr, train_command, work_folder
+from effopd_verl.bench.runs import (EarlierCurves, RunSettings, Runner, effopd_defaults, run_is_cached, sweep_lr,
+                                    train_command, work_folder)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--curves-from", metavar="JSON",
                    help="an earlier --json of the same setup (testbed, task, assets, steps, batch, overrides): an arm whose "
                         "run is not under --work takes its curve from there (the same run overrides, lr and seed; EffOPD "
-                        "arms also the same --val-size) instead of re-running")
+                        "arms also the same --val-size and effopd: defaults) instead of re-running")
     p.add_argument("--runs-only", action="store_true",
                    help="train and score the arms (cached), no summary: to run arms as parallel processes, then summarize")
     p.add_argument("--dry-run", action="store_true", help="list the arms, lrs and run folders (cached or not); train nothing")
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         "arm_overrides": args.arm_override,
         "curves_from": {"json": earlier.path, "arms": runner.taken_from_earlier} if runner.taken_from_earlier else None,
         "effopd_alphas": args.alphas or "default (2, 4, 6, 8, 10)", "effopd_val_size": args.val_size,
+        "effopd_defaults": effopd_defaults(),
         "lr": lrs, "under_factor": args.under_factor, "tuned_lr_how": how,
         "sweep_val_acc": {lr: v["val_acc_final"] for lr, v in verdicts.items()},
         "sweep_stability": verdicts,

@@ -24,7 +24,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from effopd_verl.bench.arms import Arm, build_arms
 from effopd_verl.bench.checkpoint_scores import Assets, CheckpointScorer, Testbed, score_run
@@ -145,13 +148,21 @@ def run_training(tag: str, run_dir: Path, cmd: list[str], steps: int) -> dict[in
     return read_metrics(run_dir / "metrics.jsonl")
 
 
+def effopd_defaults() -> dict:
+    """The ``effopd:`` section every run starts from (``configs/effopd_defaults.yaml``), recorded in the benchmark's
+    JSON: a default that changes (the acceptance rule's did once) changes what an EffOPD arm means."""
+    text = (resources.files("effopd_verl.configs") / "effopd_defaults.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text))["effopd"]
+
+
 @dataclass(frozen=True)
 class EarlierCurves:
     """The curves of an earlier benchmark's JSON (``--json``) of the same setup (testbed, task, assets, steps, batch,
     overrides): an arm whose run is not under the work folder takes its curve from there instead of being re-run
     (its run folder may be gone). A curve serves the runs with the same run overrides, lr and seed: a vanilla curve
     any vanilla arm at that lr (a vanilla run depends on no ``effopd.*`` setting); an EffOPD curve the arm with the
-    same method, α grid and per-arm overrides, when the EffOPD validation size matches too. An EffOPD curve is
+    same method, α grid and per-arm overrides, when the validation size and the ``effopd:`` defaults
+    (``effopd_defaults``; older JSONs lack them: their EffOPD curves are re-run) match too. An EffOPD curve is
     only as current as the plugin that made it: re-run it after a change to the search."""
 
     path: str
@@ -167,12 +178,12 @@ class EarlierCurves:
             have = {**d, "testbed": d.get("testbed", "toy")}  # the toy's early JSONs predate the key
             differ = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
             alphas = d["effopd_alphas"] if isinstance(d["effopd_alphas"], list) else None
-            same_val = d["effopd_val_size"] == settings.val_size
+            same_effopd = d["effopd_val_size"] == settings.val_size and d.get("effopd_defaults") == effopd_defaults()
             arms = {a.name: a for a in build_arms(list(d["curves"]), d.get("arm_overrides") or [])}
             curves = {}
             for name, by_seed in d["curves"].items():
                 arm = arms[name]
-                if arm.method == "vanilla" or same_val:
+                if arm.method == "vanilla" or same_effopd:
                     for seed, c in by_seed.items():
                         curves[(tuple(arm.hydra_overrides(alphas)), f"{d['lr'][arm.rate]:g}", int(seed))] = Curve.from_json(c)
         except (OSError, ValueError, KeyError, TypeError) as e:

@@ -117,6 +117,7 @@ def test_a_benchmark_over_finished_runs(toy_assets, tmp_path, capsys):
                 "tuned_lr_how", "measure", "gain_definition", "tuned_lr_step_ratio", "tuned_lr_wall_ratio", "arms",
                 "curves", "table", "search_table", "bench_seconds"):
         assert key in r, key
+    assert r["effopd_defaults"]["alphas"] == [2, 4, 6, 8, 10]  # the effopd: section every run starts from
     # the headline: both vanilla arms gain teacher - student; vanilla_x3 reaches 90% of it at step 1, EffOPD at the
     # tuned lr at step 1 too (ratio 1), but its 1 s search is one more median step (step-equivalents 2: ratio 1/2)
     assert r["effopd_vs_best_vanilla_step_ratio"]["values"] == [1.0]
@@ -146,6 +147,12 @@ def test_a_benchmark_over_finished_runs(toy_assets, tmp_path, capsys):
     bench.main([*other, *again, "--dry-run"])
     assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (to run)" in capsys.readouterr().out
     bench.main([*argv, *again, "--val-size", "3", "--dry-run"])
+    plan = capsys.readouterr().out
+    assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (to run)" in plan and f"{work / 'vanilla_lr0.0009_seed0'} (from" in plan
+    # ... or other effopd: defaults (the acceptance rule's once changed): those of the earlier JSON are recorded
+    stale = {**r, "effopd_defaults": {**r["effopd_defaults"], "min_improvement_se": 0.0}}
+    (out / "stale.json").write_text(json.dumps(stale))
+    bench.main([*argv, "--tuned-lr", "3e-4", "--curves-from", str(out / "stale.json"), "--dry-run"])
     plan = capsys.readouterr().out
     assert f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (to run)" in plan and f"{work / 'vanilla_lr0.0009_seed0'} (from" in plan
     bench.main([*argv, *again])
