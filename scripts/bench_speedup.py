@@ -29,6 +29,8 @@ demo's size.) Runs are cached under --work (a finished run is reused when its co
 ``--dry-run`` lists the arms, their lrs and run folders (cached or not) and trains nothing.
 ``--curves-from`` an earlier ``--json`` of the same setup takes the curves whose run folders are gone from it
 (the same run: overrides, lr and seed) instead of re-running them; the JSON records which (``curves_from``).
+``--arm-seeds effopd_tlp_div3=0,2`` runs an arm at some of the seeds only; the headline takes, per seed, the arms
+run at it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the methods --lr-factors generates")
     p.add_argument("--arm-override", action="append", default=[], metavar="ARM=KEY=VALUE",
                    help="extra hydra override of one EffOPD arm (repeatable), e.g. effopd_tlp_tuned-every4=effopd.trigger_every=4")
+    p.add_argument("--arm-seeds", action="append", default=[], metavar="ARM=S[,S...]",
+                   help="run this arm at these of --seeds only (repeatable), e.g. effopd_tlp_div3=0,2: the headline "
+                        "takes, per seed, the arms run at it")
     p.add_argument("--quick", action="store_true", help="demo size: 12 steps, batch 64, sweep 1e-4 3e-4 1e-3, 1 seed")
     p.add_argument("--work", default="runs/bench_speedup", help="run folders (cached)")
     p.add_argument("--keep-checkpoints", action="store_true")
@@ -112,9 +117,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(str(e))
     if not args.arm_set:
         p.error("no arms: give --arms or --lr-factors")
+    try:
+        args.seeds_of = arm_seeds(args.arm_seeds, [a.name for a in args.arm_set], args.seeds)
+    except ValueError as e:
+        p.error(str(e))
     if not args.under_factor > 0:
         p.error("--under-factor must be positive")
     return args
+
+
+def arm_seeds(specs: list[str], arms: list[str], seeds: list[int]) -> dict[str, list[int]]:
+    """arm → the seeds it runs at: ``--seeds``, or those an ``ARM=S,S`` spec lists (a subset of ``--seeds``)."""
+    out = {a: list(seeds) for a in arms}
+    for spec in specs:
+        arm, sep, listed = spec.partition("=")
+        try:
+            chosen = [int(x) for x in listed.split(",")] if sep else []
+        except ValueError:
+            chosen = []
+        if arm not in out or not chosen or not set(chosen) <= set(seeds):
+            raise ValueError(f"--arm-seeds {spec!r}: expected ARM=S[,S...] with ARM one of {arms} and each S one of "
+                             f"--seeds {seeds}")
+        out[arm] = [s for s in seeds if s in chosen]
+    return out
 
 
 def arm_lrs(args, tuned: float) -> dict[str, float]:
@@ -136,7 +161,7 @@ def dry_run(args, assets, work: Path, earlier: EarlierCurves | None) -> None:
             print(f"[bench]   {arm.name}: lr = {factor:g} × tuned" + (f", overrides {list(arm.overrides)}" if arm.overrides else ""))
             continue
         lr = arm.lr(tuned, args.under_factor)
-        for seed in args.seeds:
+        for seed in args.seeds_of[arm.name]:
             tag = arm.run_tag(lr, seed, args.alphas)
             cmd = train_command(args.testbed, assets, args.settings, lr, seed, arm.hydra_overrides(args.alphas))
             state = "cached" if run_is_cached(work / tag, cmd) else "to run"
@@ -192,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     curves: dict[str, dict[int, Curve]] = {}
     for seed in seeds:
         for arm in args.arm_set:
-            curves.setdefault(arm.name, {})[seed] = runner.run_arm(arm, lrs[arm.rate], seed, args.alphas)
+            if seed in args.seeds_of[arm.name]:
+                curves.setdefault(arm.name, {})[seed] = runner.run_arm(arm, lrs[arm.rate], seed, args.alphas)
     if args.runs_only:
         print(f"[bench] --runs-only: {len(curves)} arm(s) trained and scored under {work}", flush=True)
         return
@@ -213,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "testbed": testbed.name, "task": assets.task,
         "assets": assets_record(assets),
-        "seeds": seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override,
+        "seeds": seeds, "arm_seeds": args.arm_seeds, "steps": args.steps, "batch_prompts": args.batch, "overrides": args.override,
         "arm_overrides": args.arm_override,
         "curves_from": {"json": earlier.path, "arms": runner.taken_from_earlier} if runner.taken_from_earlier else None,
         "effopd_alphas": args.alphas or "default (2, 4, 6, 8, 10)", "effopd_val_size": args.val_size,

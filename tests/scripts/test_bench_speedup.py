@@ -42,6 +42,8 @@ def test_help():
     (["--testbed", "nope"], "--testbed 'nope'"),
     (["--arms"], "expected at least one argument"),
     (["--steps", "0"], "--steps must be ≥ 1"),
+    (["--seeds", "0", "1", "--arm-seeds", "vanilla_tuned=2"], "--arm-seeds 'vanilla_tuned=2'"),
+    (["--arm-seeds", "vanilla_x3=0"], "--arm-seeds 'vanilla_x3=0'"),
 ])
 def test_bad_arguments_stop_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -96,6 +98,10 @@ def test_a_benchmark_over_finished_runs(toy_assets, tmp_path, capsys):
     bench.main([*argv, "--dry-run"])
     plan = capsys.readouterr().out
     assert "tuned lr from the sweep over [0.0003, 0.001]" in plan and "effopd_tlp_x3-e4: lr = 3 × tuned" in plan
+    # an arm can run at some of the seeds only
+    bench.main([*argv, "--tuned-lr", "3e-4", "--seeds", "0", "1", "--arm-seeds", "effopd_tlp_x3-e4=0", "--dry-run"])
+    plan = capsys.readouterr().out
+    assert "effopd_tlp_x3-e4 seed 0" in plan and "effopd_tlp_x3-e4 seed 1" not in plan and "effopd_tlp_tuned seed 1" in plan
     bench.main([*argv, "--tuned-lr", "3e-4", "--dry-run"])
     plan = capsys.readouterr().out
     assert plan.count("(cached)") == 4 and f"{work / 'effopd_tlp_x3-e4_lr0.0009_seed0'} (cached)" in plan
