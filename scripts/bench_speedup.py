@@ -151,8 +151,8 @@ def arm_lrs(args, tuned: float) -> dict[str, float]:
 
 
 def dry_run(args, assets, work: Path, earlier: EarlierCurves | None) -> None:
-    """The plan: each arm's lr and run folder per seed, and whether a finished run of that command is cached (or,
-    in the earlier JSON)."""
+    """The plan: each arm's lr and run folder per seed, and whether a finished run of that command is cached (or
+    its curve is in the earlier JSON)."""
     tuned = args.tuned_lr
     print(f"[bench] dry run: tuned lr {'%g' % tuned if tuned else 'from the sweep over ' + str(args.sweep_lrs)}")
     for arm in args.arm_set:
