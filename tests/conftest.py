@@ -32,8 +32,8 @@ def close_student_assets(toy_assets, tmp_path_factory: pytest.TempPathFactory):
     """The same quick toy with a student halfway to the teacher (``student_target=0.5``: 0.46 test accuracy), taken
     from the snapshots of ``toy_assets``'s supervised run (``reuse_training``: no second training), for the reward
     score. Exact match on 128 validation prompts only sees a gain that flips several prompts: with the weak student
-    (0.04) one step of OPD moved it by one prompt or none, so acceptance hung on float rounding. Here, at lr 1e-4,
-    α = 2 at t = 1 scored 0.734 against θ_1's 0.570 and α = 8 0.680."""
+    (0.04) one step of OPD moved it by one prompt or none, so acceptance hung on float rounding. Here, at lr 1e-4 on
+    2 ranks (test_reward_search_on_two_ranks), θ_1 scored 0.539, θ_1 + 2·d 0.547 and θ_1 + 8·d 0.570."""
     from effopd_verl.toy.build import build_assets
 
     return build_assets(str(tmp_path_factory.mktemp("toy_close") / "add"), task="add", seed=0, quick=True,
