@@ -146,7 +146,7 @@ def assert_greedy_rollout_is_repeatable(run: Run) -> None:
 def test_reward_search_on_two_ranks(close_student_assets, tmp_path):
     """``rollout.full_determinism``: the run repeats itself (hf_server.seed_tag), so whether a jump is accepted is
     not a draw. Without it two CI runs differed from step 1 (scores 0.41 vs 0.30) and one accepted nothing: α = 2
-    moved the score by −0.04 to +0.08 over the six searches. With it, at rollout seeds 42 (verl's default), 1, 2 and 3,
+    moved the score by −0.07 to +0.08 over the six searches. With it, at rollout seeds 42 (verl's default), 1, 2 and 3,
     each run accepted 2 or 3 of its 3 searches (α = 2 gained 1 to 8 of the 128 prompts) and rejected α = 8 at t = 2."""
     assets = close_student_assets
     run = effopd_train(
