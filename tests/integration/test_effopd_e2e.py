@@ -17,14 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 HUGE_ALPHA = 100000.0
 TRIGGERS = [1, 2, 4]
+TOY_CPU_LR = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "toy_cpu.yaml").actor_rollout_ref.actor.optim.lr
+UNDER_STEPPED_LR = 1e-5
 UNDER_STEPPED = [
     "data.train_batch_size=64",
     "actor_rollout_ref.actor.ppo_mini_batch_size=64",
-    "actor_rollout_ref.actor.optim.lr=1e-5",
+    f"actor_rollout_ref.actor.optim.lr={UNDER_STEPPED_LR:g}",
 ]
 REWARD_REGIME = [*UNDER_STEPPED[:2], "actor_rollout_ref.actor.optim.lr=1e-4"]  # see conftest.close_student_assets
 # the resume test's run (conftest.teacher_logprob_run): checkpoints at steps 2, 4 and the last
@@ -185,8 +188,8 @@ def test_teacher_logprob_search_and_resume_equal_an_uninterrupted_run(toy_assets
     assert min(int(m["training/global_step"]) for m in resumed.steps) == 3
     assert sorted(searches(resumed)) == [4]
     assert_same_history(resumed, whole, final_step=5)
-    assert_same_weights(model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1), lr=1e-5)
-    assert_same_weights(effopd_shard(whole.checkpoints, 5, 0, 1), effopd_shard(resumed.checkpoints, 5, 0, 1), lr=1e-5)
+    assert_same_weights(model_shard(whole.checkpoints, 5, 0, 1), model_shard(resumed.checkpoints, 5, 0, 1), UNDER_STEPPED_LR)
+    assert_same_weights(effopd_shard(whole.checkpoints, 5, 0, 1), effopd_shard(resumed.checkpoints, 5, 0, 1), UNDER_STEPPED_LR)
 
 
 def assert_same_history(a: Run, b: Run, final_step: int) -> None:
@@ -243,7 +246,7 @@ def test_disabled_effopd_is_verl_opd(toy_assets, plain_opd_one_rank, tmp_path):
     for key in ("critic/score/mean", "response_length/mean"):
         assert [m[key] for m in off.steps] == [m[key] for m in plain_opd_one_rank.steps], key
     assert_same_weights(model_shard(plain_opd_one_rank.checkpoints, steps, 0, 1), model_shard(off.checkpoints, steps, 0, 1),
-                        lr=1e-4)  # configs/toy_cpu.yaml
+                        TOY_CPU_LR)
 
 
 def test_bad_input_stops_before_ray_starts(toy_assets, tmp_path):
